@@ -1,0 +1,238 @@
+// Typed configuration: one struct per concern, each with defaults and a one-line comment per field.
+// The structs describe themselves through visit_fields(), which the YAML loader, the `--set` parser,
+// the dumper and the reference-doc generator all walk, so a field is declared in exactly one place.
+// Model hyper-parameters (shapes) are NOT here: they live in the model config that travels with every
+// checkpoint (config.json). These structs hold run-time settings only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace llavacot {
+
+/// Which model to build and how to hold its weights.
+struct ModelConfig {
+  std::string preset = "tiny";  // architecture preset name (configs/models/NAME.yaml) or a Hugging Face model dir
+  std::string weights;          // checkpoint dir or .safetensors to load ("" = initialise from run.seed)
+  std::string tokenizer;        // tokenizer.json or tiktoken tokenizer.model ("" = the one next to the weights)
+  std::string dtype = "fp32";   // parameter dtype: fp32 | bf16 | fp16
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("preset", preset, "architecture preset name (configs/models/NAME.yaml) or a Hugging Face model dir");
+    v.field("weights", weights, "checkpoint dir or .safetensors file to load (\"\" = initialise from run.seed)");
+    v.field("tokenizer", tokenizer, "tokenizer.json or tiktoken rank file (\"\" = the one beside the weights)");
+    v.field("dtype", dtype, "parameter dtype: fp32 | bf16 | fp16");
+  }
+  std::vector<std::string> validate() const;
+};
+
+/// The training data: LLaVA-CoT-100k style JSONL plus an image folder.
+struct DataConfig {
+  std::string train_file;                     // train.jsonl path
+  std::string image_root;                     // folder that image paths in the JSONL resolve under
+  std::string on_bad_record = "skip";         // skip | fail
+  bool allow_text_only = true;                // accept records without an image
+  int64_t max_seq_len = 4096;                 // tokens per sample (0 = no limit)
+  std::string length_policy = "drop";         // over-long samples: drop | truncate_response
+  int64_t max_image_tiles = 4;                // tiles per image (1..model max)
+  bool shuffle = true;                        // shuffle each epoch (seeded by run.seed and the epoch)
+  int64_t num_workers = 2;                    // preprocessing threads
+  int64_t limit = 0;                          // use only the first N records (0 = all)
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("train_file", train_file, "LLaVA-CoT-100k style train.jsonl");
+    v.field("image_root", image_root, "folder that the records' image paths resolve under");
+    v.field("on_bad_record", on_bad_record, "what a bad record does: skip (count, log, bad_records.jsonl) | fail");
+    v.field("allow_text_only", allow_text_only, "accept records that have no image");
+    v.field("max_seq_len", max_seq_len, "maximum tokens per sample (0 = no limit)");
+    v.field("length_policy", length_policy, "over-long samples: drop | truncate_response");
+    v.field("max_image_tiles", max_image_tiles, "maximum tiles per image");
+    v.field("shuffle", shuffle, "shuffle each epoch (seeded by run.seed and the epoch number)");
+    v.field("num_workers", num_workers, "preprocessing threads (0 = in the training thread)");
+    v.field("limit", limit, "use only the first N records (0 = all)");
+  }
+  std::vector<std::string> validate() const;
+};
+
+/// Optimisation. Defaults follow the LLaVA-CoT recipe (llava-cot spec §2.2-2.3).
+struct TrainConfig {
+  int64_t epochs = 3;                    // passes over the data
+  int64_t max_steps = 0;                 // stop after N optimizer steps (0 = run all epochs)
+  int64_t batch_size = 4;                // samples per process per micro-batch
+  int64_t grad_accum = 1;                // micro-batches per optimizer step
+  double lr = 1e-5;                      // peak learning rate
+  double weight_decay = 0.0;             // AdamW decoupled weight decay
+  double adam_beta1 = 0.9;               // AdamW beta1
+  double adam_beta2 = 0.999;             // AdamW beta2
+  double adam_eps = 1e-8;                // AdamW epsilon
+  std::string schedule = "step";         // constant | linear | cosine | step
+  int64_t warmup_steps = 0;              // linear warmup steps
+  double step_gamma = 0.85;              // per-epoch decay factor of the step schedule
+  double clip_grad_norm = 0.0;           // clip by global norm (0 = off)
+  std::string precision = "bf16_autocast";  // fp32 | bf16_autocast | bf16
+  std::vector<std::string> freeze;       // parameter groups kept frozen
+  bool activation_checkpointing = false; // recompute decoder layers in backward
+  bool deterministic = false;            // deterministic kernels (slower)
+  int64_t save_every = 0;                // checkpoint every N steps (0 = at the end only)
+  int64_t keep_last = 2;                 // checkpoints kept (0 = all)
+  int64_t log_every = 10;                // metrics line every N steps
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("epochs", epochs, "passes over the data");
+    v.field("max_steps", max_steps, "stop after N optimizer steps (0 = run all epochs)");
+    v.field("batch_size", batch_size, "samples per process per micro-batch");
+    v.field("grad_accum", grad_accum, "micro-batches per optimizer step");
+    v.field("lr", lr, "peak learning rate");
+    v.field("weight_decay", weight_decay, "AdamW decoupled weight decay");
+    v.field("adam_beta1", adam_beta1, "AdamW beta1");
+    v.field("adam_beta2", adam_beta2, "AdamW beta2");
+    v.field("adam_eps", adam_eps, "AdamW epsilon");
+    v.field("schedule", schedule, "learning-rate schedule: constant | linear | cosine | step (per-epoch decay)");
+    v.field("warmup_steps", warmup_steps, "linear warmup steps (0 = none)");
+    v.field("step_gamma", step_gamma, "per-epoch decay factor of the step schedule");
+    v.field("clip_grad_norm", clip_grad_norm, "clip gradients by global norm (0 = off)");
+    v.field("precision", precision, "fp32 | bf16_autocast (fp32 master weights) | bf16");
+    v.field("freeze", freeze,
+            "frozen parameter groups: vision_tower, projector, cross_attention, self_attention, embeddings, lm_head");
+    v.field("activation_checkpointing", activation_checkpointing, "recompute each decoder layer in backward");
+    v.field("deterministic", deterministic, "use deterministic kernels (slower)");
+    v.field("save_every", save_every, "checkpoint every N optimizer steps (0 = at the end only)");
+    v.field("keep_last", keep_last, "checkpoints to keep (0 = all)");
+    v.field("log_every", log_every, "write a metrics line every N optimizer steps");
+  }
+  std::vector<std::string> validate() const;
+};
+
+/// Decoding: sampler settings and the search strategy (llava-cot spec §3).
+struct DecodeConfig {
+  std::string strategy = "greedy";   // greedy | sample | best_of_n | stage_beam | swires
+  int64_t max_new_tokens = 2048;     // generation budget per answer
+  double temperature = 0.6;          // sampling temperature (sampling strategies only)
+  int64_t top_k = 0;                 // top-k filter (0 = off)
+  double top_p = 0.9;                // nucleus filter (1 = off)
+  double repetition_penalty = 1.0;   // 1 = off
+  int64_t candidates = 4;            // candidates per stage (M) or per answer (best_of_n)
+  int64_t keep = 2;                  // candidates kept per stage (N, swires)
+  int64_t max_retraces = 3;          // retraces before giving up (C, swires)
+  double retrace_threshold = -0.2431;  // score a kept reasoning must exceed (swires)
+  std::string scorer = "logprob";    // self_verify | pairwise | reward_endpoint | logprob
+  std::string reward_endpoint;       // URL of an external reward model (scorer = reward_endpoint)
+  std::vector<std::string> stop;     // extra stop strings
+  int64_t seed = 0;                  // sampler seed (per request seeds derive from it)
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("strategy", strategy, "greedy | sample | best_of_n | stage_beam | swires");
+    v.field("max_new_tokens", max_new_tokens, "generation budget per answer, in tokens");
+    v.field("temperature", temperature, "sampling temperature (sampling strategies only)");
+    v.field("top_k", top_k, "top-k filter (0 = off)");
+    v.field("top_p", top_p, "nucleus filter (1 = off)");
+    v.field("repetition_penalty", repetition_penalty, "repetition penalty (1 = off)");
+    v.field("candidates", candidates, "candidates per stage (M) or per answer (best_of_n)");
+    v.field("keep", keep, "candidates kept per stage (N, swires)");
+    v.field("max_retraces", max_retraces, "retraces before giving up (C, swires)");
+    v.field("retrace_threshold", retrace_threshold, "score the second-best reasoning must exceed (swires)");
+    v.field("scorer", scorer, "candidate scorer: self_verify | pairwise | reward_endpoint | logprob");
+    v.field("reward_endpoint", reward_endpoint, "URL of an external reward model (scorer = reward_endpoint)");
+    v.field("stop", stop, "extra stop strings");
+    v.field("seed", seed, "sampler seed; each request's seed derives from it");
+  }
+  std::vector<std::string> validate() const;
+};
+
+/// Benchmarks to evaluate on and how answers are scored (benchmarks spec).
+struct EvalConfig {
+  std::vector<std::string> benchmarks;          // mmstar, mmbench, mmvet, mathvista, ai2d, hallusionbench
+  std::map<std::string, std::string> files;     // benchmark name -> local TSV path
+  std::string answer_source = "both";           // full | conclusion | both
+  std::string matcher_version = "2024";         // 2024 | 2025-08 | 2026-06
+  int64_t limit = 0;                            // questions per benchmark (0 = all)
+  int64_t batch_size = 1;                       // questions decoded together
+  std::string judge = "rules";                  // rules | endpoint (MM-Vet / MathVista judging)
+  std::string judge_endpoint;                   // URL of an OpenAI-compatible judge
+  std::map<std::string, std::string> prompts;   // benchmark name -> prompt template override
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("benchmarks", benchmarks, "benchmarks to run: mmstar, mmbench, mmvet, mathvista, ai2d, hallusionbench");
+    v.field("files", files, "benchmark name -> local VLMEvalKit TSV path");
+    v.field("answer_source", answer_source, "text the answer is extracted from: full | conclusion | both");
+    v.field("matcher_version", matcher_version, "VLMEvalKit matching rules: 2024 | 2025-08 | 2026-06");
+    v.field("limit", limit, "questions per benchmark (0 = all)");
+    v.field("batch_size", batch_size, "questions decoded together");
+    v.field("judge", judge, "judge for free-form answers: rules | endpoint");
+    v.field("judge_endpoint", judge_endpoint, "URL of an OpenAI-compatible judge (judge = endpoint)");
+    v.field("prompts", prompts, "benchmark name -> prompt template override");
+  }
+  std::vector<std::string> validate() const;
+};
+
+/// Writing Hugging Face checkpoints.
+struct ExportConfig {
+  std::string dtype = "bf16";            // bf16 | fp16 | fp32
+  std::string max_shard_size = "5GB";    // shard size limit (e.g. 500MB, 5GB)
+  bool overwrite = false;                // replace an existing output dir
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("dtype", dtype, "dtype of the exported weights: bf16 | fp16 | fp32");
+    v.field("max_shard_size", max_shard_size, "largest shard, e.g. 500MB or 5GB");
+    v.field("overwrite", overwrite, "replace an existing output directory");
+  }
+  std::vector<std::string> validate() const;
+};
+
+/// Where a run writes and what it runs on.
+struct RunConfig {
+  std::string name;                       // run name (used in logs and the model card)
+  std::string output_dir = "runs/default";  // run directory
+  int64_t seed = 42;                      // global seed
+  int64_t threads = 0;                    // intra-op CPU threads (0 = all cores)
+  std::string device = "auto";            // auto | cpu | cuda | cuda:N
+  std::string log_level = "info";         // trace | debug | info | warn | error
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("name", name, "run name, used in logs and the model card");
+    v.field("output_dir", output_dir, "run directory (resolved config, metrics, checkpoints)");
+    v.field("seed", seed, "global seed");
+    v.field("threads", threads, "intra-op CPU threads (0 = all cores)");
+    v.field("device", device, "auto | cpu | cuda | cuda:N");
+    v.field("log_level", log_level, "trace | debug | info | warn | error (LLAVACOT_LOG overrides per component)");
+  }
+  std::vector<std::string> validate() const;
+};
+
+/// The whole resolved configuration of one command.
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  DecodeConfig decode;
+  EvalConfig eval;
+  ExportConfig export_;
+  RunConfig run;
+
+  template <class V>
+  void visit_sections(V& v) {
+    v.section("model", model, "which model to build and how to hold its weights");
+    v.section("data", data, "training data");
+    v.section("train", train, "optimisation");
+    v.section("decode", decode, "decoding and inference-time search");
+    v.section("eval", eval, "benchmarks and scoring");
+    v.section("export", export_, "Hugging Face export");
+    v.section("run", run, "run directory, seed, threads, device");
+  }
+
+  /// Every problem in every section, each prefixed with its key path ("train.lr: must be > 0").
+  std::vector<std::string> problems() const;
+  /// Throws ConfigError listing all problems at once when there are any.
+  void validate() const;
+};
+
+}  // namespace llavacot

@@ -1,0 +1,42 @@
+// Subcommands whose implementation lands with later milestones. Their flags are declared now so that
+// `--help` documents them; running one exits with status 2 and says so.
+#include <memory>
+
+#include "common.h"
+
+namespace llavacot::cli {
+
+void register_pending(CLI::App& app) {
+  struct Args {
+    std::string out, tokenizer, text, image, what, master_port;
+    int64_t seed = 0, nproc = 1;
+    std::vector<std::string> rest;
+  };
+  auto a = std::make_shared<Args>();
+
+  CLI::App* demo = app.add_subcommand("make-demo-data", "generate the synthetic demo dataset and benchmarks");
+  demo->add_option("--out", a->out, "output folder (default data/demo)")->type_name("DIR");
+  demo->add_option("--seed", a->seed, "random seed");
+  demo->callback([] { not_implemented("make-demo-data", "the demo data generator lands with the data milestone"); });
+
+  CLI::App* tok = app.add_subcommand("tokenize", "encode text with a Llama 3 tokenizer and show the ids");
+  tok->add_option("--tokenizer", a->tokenizer, "tokenizer.json or tiktoken rank file")->type_name("FILE");
+  tok->add_option("text", a->text, "text to encode");
+  tok->callback([] { not_implemented("tokenize", "the tokenizer lands with the tokenizer milestone"); });
+
+  CLI::App* pre = app.add_subcommand("preprocess", "run the Mllama image processor on an image and show the tensors");
+  pre->add_option("--image", a->image, "image file")->type_name("FILE");
+  pre->callback([] { not_implemented("preprocess", "the image processor lands with the vision milestone"); });
+
+  CLI::App* bench = app.add_subcommand("bench", "run a benchmark and print a JSON record and a table");
+  bench->add_option("what", a->what, "what to measure (matmul, tokenizer, image, forward, decode, train)");
+  bench->callback([] { not_implemented("bench", "benchmarks land with the milestones they measure"); });
+
+  CLI::App* launch = app.add_subcommand("launch", "start N local processes for data-parallel training");
+  launch->add_option("--nproc", a->nproc, "processes to start");
+  launch->add_option("--master-port", a->master_port, "rendezvous port");
+  launch->add_option("command", a->rest, "the llavacot command each process runs (after --)");
+  launch->callback([] { not_implemented("launch", "the launcher lands with the distributed milestone"); });
+}
+
+}  // namespace llavacot::cli

@@ -1,0 +1,41 @@
+#include "common.h"
+
+#include <cstdlib>
+#include <iostream>
+
+#include "llavacot/config/loader.h"
+#include "llavacot/util/error.h"
+#include "llavacot/util/log.h"
+
+namespace llavacot::cli {
+
+namespace {
+bool g_log_level_from_flag = false;
+}
+
+void set_log_level_from_flag() { g_log_level_from_flag = true; }
+
+void add_config_options(CLI::App* cmd, ConfigArgs& args) {
+  cmd->add_option("-c,--config", args.files, "YAML config file(s), layered left to right")->type_name("FILE");
+  cmd->add_option("--set", args.sets, "override one key after the files, e.g. --set train.lr=2e-5 (repeatable)")
+      ->type_name("KEY=VALUE");
+  cmd->add_flag("--dump-config", args.dump, "print the resolved configuration as YAML and exit");
+}
+
+bool resolve_config(const ConfigArgs& args, Config& out) {
+  out = config::load(args.files, args.sets);
+  out.validate();
+  const char* env = std::getenv("LLAVACOT_LOG");
+  if (!g_log_level_from_flag && (env == nullptr || *env == '\0')) log::configure(out.run.log_level);
+  if (args.dump) {
+    std::cout << config::to_yaml(out);
+    return true;
+  }
+  return false;
+}
+
+void not_implemented(const std::string& command, const std::string& what) {
+  throw NotImplementedError(str_cat("'llavacot ", command, "' is not implemented yet (", what, ")"));
+}
+
+}  // namespace llavacot::cli

@@ -1,0 +1,41 @@
+// Shared pieces of the subcommands: config flags, resolving a config, and the registry of commands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "llavacot/config/config.h"
+
+namespace llavacot::cli {
+
+/// The flags every config-driven subcommand takes.
+struct ConfigArgs {
+  std::vector<std::string> files;  // --config, layered left to right
+  std::vector<std::string> sets;   // --set key.path=value, applied after the files
+  bool dump = false;               // --dump-config
+};
+
+/// Adds --config, --set and --dump-config to `cmd`.
+void add_config_options(CLI::App* cmd, ConfigArgs& args);
+
+/// Loads, overrides and validates; applies run.log_level unless LLAVACOT_LOG is set. If --dump-config
+/// was given, prints the resolved YAML to stdout and returns true (the caller then stops).
+bool resolve_config(const ConfigArgs& args, Config& out);
+
+/// Records that --log-level was given, so a config's run.log_level does not override it.
+void set_log_level_from_flag();
+
+/// Throws NotImplementedError for a subcommand that a later milestone delivers.
+[[noreturn]] void not_implemented(const std::string& command, const std::string& what);
+
+// One registration function per subcommand (src/cli/cmd_*.cpp).
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_export(CLI::App& app);
+void register_inspect(CLI::App& app);
+void register_pending(CLI::App& app);  // make-demo-data, tokenize, preprocess, bench, launch
+
+}  // namespace llavacot::cli

@@ -1,0 +1,91 @@
+// Runs the built `llavacot` executable as a user would.
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "llavacot/config/loader.h"
+#include "llavacot/io/safetensors.h"
+#include "support/support.h"
+
+using namespace llavacot;
+using Catch::Matchers::Contains;
+
+namespace {
+test::CommandResult llavacot_run(const std::string& args) {
+  return test::run_command(test::shell_quote(test::cli()) + " " + args);
+}
+}  // namespace
+
+TEST_CASE("llavacot --help and every subcommand's --help work", "[cli]") {
+  auto top = llavacot_run("--help");
+  INFO(top.output);
+  CHECK(top.exit_code == 0);
+  for (const char* sub : {"train", "eval", "generate", "export", "make-demo-data", "tokenize", "preprocess", "bench",
+                          "inspect", "launch"}) {
+    CHECK_THAT(top.output, Contains(sub));
+    auto r = llavacot_run(std::string(sub) + " --help");
+    INFO(sub << ":\n" << r.output);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.output, Contains("Usage"));
+  }
+}
+
+TEST_CASE("--version prints build facts", "[cli]") {
+  auto r = llavacot_run("--version");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("libtorch 2.") && Contains("nccl (c10d) compiled in"));
+}
+
+TEST_CASE("unimplemented subcommands exit 2 with a clear message", "[cli]") {
+  for (const char* sub : {"train", "eval", "generate", "export", "make-demo-data", "tokenize", "preprocess", "bench",
+                          "launch"}) {
+    auto r = llavacot_run(sub);
+    INFO(sub << ":\n" << r.output);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.output, Contains("not implemented yet"));
+  }
+}
+
+TEST_CASE("usage errors exit 2", "[cli]") {
+  auto r = llavacot_run("--no-such-flag");
+  CHECK(r.exit_code == 2);
+  r = llavacot_run("train --set train.nope=1");
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.output, Contains("llavacot: error:") && Contains("unknown key 'train.nope'"));
+  r = llavacot_run("train --config /nonexistent/x.yaml");
+  CHECK(r.exit_code == 1);  // an unreadable file is a runtime failure
+  CHECK_THAT(r.output, Contains("/nonexistent/x.yaml"));
+  r = llavacot_run("--log-level shouty --version");
+  CHECK(r.exit_code == 2);
+}
+
+TEST_CASE("--dump-config prints the resolved config, which loads back", "[cli]") {
+  std::string dir = test::fresh_dir("cli_dump");
+  auto r = llavacot_run("train --config " + test::shell_quote(test::source_path("configs/train/demo.yaml")) +
+                        " --set train.lr=7e-4 --dump-config");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::ofstream(dir + "/dumped.yaml") << r.output;
+  Config cfg = config::load({dir + "/dumped.yaml"}, {});
+  CHECK(cfg.train.lr == Approx(7e-4));
+  auto bad = llavacot_run("eval --set decode.strategy=beam --set train.epochs=0 --dump-config");
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.output, Contains("decode.strategy") && Contains("train.epochs") && Contains("2 problems"));
+}
+
+TEST_CASE("inspect summarises a safetensors file and refuses a broken one", "[cli]") {
+  std::string dir = test::fresh_dir("cli_inspect");
+  safetensors::save(dir + "/m.safetensors", {{"a.weight", at::zeros({4, 8}, at::kBFloat16)}, {"b", at::zeros({3})}});
+  auto r = llavacot_run("inspect --list " + test::shell_quote(dir + "/m.safetensors"));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("tensors    2") && Contains("elements   35") && Contains("a.weight") &&
+                           Contains("[4, 8]") && Contains("BF16"));
+  std::ofstream(dir + "/bad.safetensors") << "garbage";
+  r = llavacot_run("inspect " + test::shell_quote(dir + "/bad.safetensors"));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains("bad.safetensors"));
+}

@@ -1,0 +1,31 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <string>
+
+namespace llavacot::test {
+
+/// A fresh empty directory under the build tree's test-tmp/, named after `tag`.
+std::string fresh_dir(const std::string& tag);
+
+/// Path of a file in the source tree, e.g. source_path("configs/train/demo.yaml").
+std::string source_path(const std::string& relative);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+/// Runs a shell command line and captures its output (stdout + stderr) and exit status.
+CommandResult run_command(const std::string& command_line);
+
+/// Quotes a string for /bin/sh.
+std::string shell_quote(const std::string& s);
+
+/// The Python interpreter CMake found (the one that has the pinned oracle packages).
+std::string python();
+
+/// The built `llavacot` executable.
+std::string cli();
+
+}  // namespace llavacot::test
