@@ -224,17 +224,43 @@ struct RootApplier {
   }
 };
 
+// Parses the text of a --set value for a field of type T. Strings take the text as it is (so
+// "--set eval.prompts.mmstar=Answer: {q}" works) unless it is quoted YAML; other types parse it as YAML.
+template <class T>
+void convert_override(const std::string& text, T& out, const std::string& key) {
+  YAML::Node node;
+  try {
+    node = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(str_cat("--set ", key, ": cannot parse value '", text, "': ", e.msg));
+  }
+  convert(node, out, key, "--set");
+}
+void convert_override(const std::string& text, std::string& out, const std::string& key) {
+  if (!text.empty() && (text[0] == '"' || text[0] == '\'')) {
+    YAML::Node node;
+    try {
+      node = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(str_cat("--set ", key, ": cannot parse quoted value ", text, ": ", e.msg));
+    }
+    convert(node, out, key, "--set");
+  } else {
+    out = text;
+  }
+}
+
 // Sets one field addressed by a path inside a section: "key" or "mapkey.entry".
 struct OverrideSetter {
   const std::string& rest;  // path below the section
-  const YAML::Node& value;
+  const std::string& value_text;
   const std::string& full_key;
   bool found = false;
 
   template <class T>
   void set(const char* name, T& ref) {
     if (rest == name) {
-      convert(value, ref, full_key, "--set");
+      convert_override(value_text, ref, full_key);
       found = true;
     }
   }
@@ -242,10 +268,10 @@ struct OverrideSetter {
   void set(const char* name, std::map<std::string, T>& ref) {
     std::string n(name);
     if (rest == n) {
-      convert(value, ref, full_key, "--set");
+      convert_override(value_text, ref, full_key);
       found = true;
     } else if (rest.size() > n.size() + 1 && rest.compare(0, n.size() + 1, n + ".") == 0) {
-      convert(value, ref[rest.substr(n.size() + 1)], full_key, "--set");
+      convert_override(value_text, ref[rest.substr(n.size() + 1)], full_key);
       found = true;
     }
   }
@@ -256,27 +282,22 @@ struct OverrideSetter {
 struct SectionOverride {
   const std::string& section_name;
   const std::string& rest;
-  const YAML::Node& value;
+  const std::string& value_text;
   const std::string& full_key;
   bool section_found = false;
   bool found = false;
   std::vector<std::string> field_names;
 
   template <class S>
-  void section_(S& s) {
-    OverrideSetter setter{rest, value, full_key};
+  void section(const char* name, S& s, const char*) {
+    if (section_name != name) return;
+    section_found = true;
+    OverrideSetter setter{rest, value_text, full_key};
     s.visit_fields(setter);
     found = setter.found;
     NameCollector names;
     s.visit_fields(names);
     field_names = names.names;
-  }
-  template <class S>
-  void section(const char* name, S& s, const char*) {
-    if (section_name == name) {
-      section_found = true;
-      section_(s);
-    }
   }
 };
 
@@ -349,6 +370,13 @@ std::string default_text(const T& v) {
   return out.c_str();
 }
 
+// Markdown table cells cannot hold a bare '|'.
+std::string md_cell(const std::string& text) {
+  std::string out;
+  for (char c : text) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
+
 struct DocWriter {
   std::ostringstream& md;
   std::vector<std::string>* paths;
@@ -356,8 +384,8 @@ struct DocWriter {
   template <class T>
   void field(const char* name, T& ref, const char* comment) {
     if (paths) paths->push_back(prefix + name);
-    md << "| `" << prefix << name << "` | " << TypeName<T>::get() << " | `" << default_text(ref) << "` | "
-       << comment << " |\n";
+    md << "| `" << prefix << name << "` | " << TypeName<T>::get() << " | `" << md_cell(default_text(ref)) << "` | "
+       << md_cell(comment) << " |\n";
   }
   template <class S>
   void section(const char* name, S& s, const char* comment) {
@@ -408,13 +436,7 @@ void apply_override(Config& cfg, const std::string& assignment) {
     throw ConfigError(str_cat("--set '", assignment, "': key must be section.key (e.g. train.lr)"));
   std::string section = key.substr(0, dot);
   std::string rest = key.substr(dot + 1);
-  YAML::Node value;
-  try {
-    value = YAML::Load(value_text);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(str_cat("--set ", key, ": cannot parse value '", value_text, "': ", e.msg));
-  }
-  SectionOverride o{section, rest, value, key};
+  SectionOverride o{section, rest, value_text, key};
   cfg.visit_sections(o);
   if (!o.section_found) {
     NameCollector sections;

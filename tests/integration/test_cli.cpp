@@ -31,7 +31,7 @@ TEST_CASE("llavacot --help and every subcommand's --help work", "[cli]") {
   }
 }
 
-TEST_CASE("--version prints build facts", "[cli]") {
+TEST_CASE("the version flag prints build facts", "[cli]") {
   auto r = llavacot_run("--version");
   INFO(r.output);
   CHECK(r.exit_code == 0);
@@ -62,7 +62,7 @@ TEST_CASE("usage errors exit 2", "[cli]") {
   CHECK(r.exit_code == 2);
 }
 
-TEST_CASE("--dump-config prints the resolved config, which loads back", "[cli]") {
+TEST_CASE("dump-config prints the resolved config, which loads back", "[cli]") {
   std::string dir = test::fresh_dir("cli_dump");
   auto r = llavacot_run("train --config " + test::shell_quote(test::source_path("configs/train/demo.yaml")) +
                         " --set train.lr=7e-4 --dump-config");
