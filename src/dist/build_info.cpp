@@ -3,7 +3,6 @@
 #include "llavacot/dist/build_info.h"
 
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -12,6 +11,7 @@
 #include <chrono>
 #include <sstream>
 
+#include "llavacot/util/torch_compat.h"
 #include "llavacot/version.h"
 
 namespace llavacot {

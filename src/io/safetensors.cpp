@@ -130,7 +130,6 @@ at::Tensor File::get(const std::string& name) const {
 
 void save(const std::string& path, const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
   std::vector<TensorInfo> infos;
-  std::vector<at::Tensor> data;
   infos.reserve(tensors.size());
   for (const auto& [name, tensor] : tensors) {
     if (!tensor.defined()) throw UsageError(str_cat("tensor '", name, "' is undefined"));
@@ -140,26 +139,20 @@ void save(const std::string& path, const NamedTensors& tensors, const std::map<s
     info.shape = tensor.sizes().vec();
     infos.push_back(std::move(info));
   }
-  // Order as the reference writer does, then assign contiguous offsets.
-  std::vector<size_t> order(infos.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  {
-    std::vector<TensorInfo> sorted = infos;
-    sort_for_writing(sorted);
-    std::map<std::string, size_t> index;
-    for (size_t i = 0; i < infos.size(); ++i)
-      if (!index.emplace(infos[i].name, i).second) throw UsageError(str_cat("tensor name '", infos[i].name, "' given twice"));
-    for (size_t i = 0; i < sorted.size(); ++i) order[i] = index[sorted[i].name];
-  }
-  std::vector<TensorInfo> ordered;
+  // Order as the reference writer does (larger dtypes first, then by name), then assign contiguous offsets.
+  std::vector<TensorInfo> ordered = infos;
+  sort_for_writing(ordered);
+  std::map<std::string, size_t> index;  // name -> position in `tensors`
+  for (size_t i = 0; i < infos.size(); ++i)
+    if (!index.emplace(infos[i].name, i).second)
+      throw UsageError(str_cat("tensor name '", infos[i].name, "' given twice"));
+  std::vector<size_t> order;
   uint64_t offset = 0;
-  for (size_t i : order) {
-    TensorInfo t = infos[i];
-    const at::Tensor& src = tensors[i].second;
+  for (auto& t : ordered) {
+    order.push_back(index.at(t.name));
     t.begin = offset;
-    offset += static_cast<uint64_t>(src.numel()) * dtype_size(t.dtype);
+    offset += static_cast<uint64_t>(tensors[order.back()].second.numel()) * dtype_size(t.dtype);
     t.end = offset;
-    ordered.push_back(std::move(t));
   }
   std::string header = serialize_header(ordered, metadata);
   fs::AtomicFile out(path);

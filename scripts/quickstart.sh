@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole llavacot pipeline on the built-in synthetic demo, on one machine, with no downloads:
+# bootstrap, build, make demo data, train, evaluate (greedy and SWIRES), export, print the results.
+# Re-runnable: it reuses what is already built. Usage (as root on Debian 12): scripts/quickstart.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-2}
+step() { printf '\n==> %s\n' "$*"; }
+
+step "1/3 dependencies (scripts/bootstrap.sh)"
+scripts/bootstrap.sh
+
+step "2/3 build (${BUILD_DIR}, Release, ${JOBS} jobs)"
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD_DIR" -j "$JOBS"
+bin="$BUILD_DIR/llavacot"
+
+step "3/3 what this build can do"
+"$bin" --version
+"$bin" train --config configs/train/demo.yaml --dump-config >/dev/null && echo "configs: configs/train/demo.yaml resolves and validates"
+
+# The stages below land with later milestones (demo data, trainer, decoding, evaluation, export); until then
+# the quickstart stops here and says so rather than pretending.
+pending=()
+for sub in make-demo-data train eval export; do
+  out=$("$bin" "$sub" 2>&1 || true)
+  case "$out" in *"not implemented yet"*) pending+=("$sub") ;; esac
+done
+if [ ${#pending[@]} -gt 0 ]; then
+  printf '\nNot implemented yet in this version: %s.\n' "${pending[*]}"
+  echo "The quickstart ran everything that exists: dependencies, build, configuration."
+  echo "Run the tests with scripts/test.sh."
+fi
