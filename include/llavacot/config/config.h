@@ -1,6 +1,7 @@
-// Typed configuration: one struct per concern, each with defaults and a one-line comment per field.
-// The structs describe themselves through visit_fields(), which the YAML loader, the `--set` parser,
-// the dumper and the reference-doc generator all walk, so a field is declared in exactly one place.
+// Typed configuration: one struct per concern, each field with its default. Each struct describes its
+// fields (key, member, one-line meaning) in visit_fields(), which the YAML loader, the `--set` parser, the
+// dumper and the reference-doc generator (docs/configs.md) all walk: the meaning of a field is written
+// there and nowhere else.
 // Model hyper-parameters (shapes) are NOT here: they live in the model config that travels with every
 // checkpoint (config.json). These structs hold run-time settings only.
 #pragma once
@@ -14,10 +15,10 @@ namespace llavacot {
 
 /// Which model to build and how to hold its weights.
 struct ModelConfig {
-  std::string preset = "tiny";  // architecture preset name (configs/models/NAME.yaml) or a Hugging Face model dir
-  std::string weights;          // checkpoint dir or .safetensors to load ("" = initialise from run.seed)
-  std::string tokenizer;        // tokenizer.json or tiktoken tokenizer.model ("" = the one next to the weights)
-  std::string dtype = "fp32";   // parameter dtype: fp32 | bf16 | fp16
+  std::string preset = "tiny";
+  std::string weights;
+  std::string tokenizer;
+  std::string dtype = "fp32";
 
   template <class V>
   void visit_fields(V& v) {
@@ -31,16 +32,16 @@ struct ModelConfig {
 
 /// The training data: LLaVA-CoT-100k style JSONL plus an image folder.
 struct DataConfig {
-  std::string train_file;                     // train.jsonl path
-  std::string image_root;                     // folder that image paths in the JSONL resolve under
-  std::string on_bad_record = "skip";         // skip | fail
-  bool allow_text_only = true;                // accept records without an image
-  int64_t max_seq_len = 4096;                 // tokens per sample (0 = no limit)
-  std::string length_policy = "drop";         // over-long samples: drop | truncate_response
-  int64_t max_image_tiles = 4;                // tiles per image (1..model max)
-  bool shuffle = true;                        // shuffle each epoch (seeded by run.seed and the epoch)
-  int64_t num_workers = 2;                    // preprocessing threads
-  int64_t limit = 0;                          // use only the first N records (0 = all)
+  std::string train_file;
+  std::string image_root;
+  std::string on_bad_record = "skip";
+  bool allow_text_only = true;
+  int64_t max_seq_len = 4096;
+  std::string length_policy = "drop";
+  int64_t max_image_tiles = 4;
+  bool shuffle = true;
+  int64_t num_workers = 2;
+  int64_t limit = 0;
 
   template <class V>
   void visit_fields(V& v) {
@@ -60,26 +61,26 @@ struct DataConfig {
 
 /// Optimisation. Defaults follow the LLaVA-CoT recipe (llava-cot spec §2.2-2.3).
 struct TrainConfig {
-  int64_t epochs = 3;                    // passes over the data
-  int64_t max_steps = 0;                 // stop after N optimizer steps (0 = run all epochs)
-  int64_t batch_size = 4;                // samples per process per micro-batch
-  int64_t grad_accum = 1;                // micro-batches per optimizer step
-  double lr = 1e-5;                      // peak learning rate
-  double weight_decay = 0.0;             // AdamW decoupled weight decay
-  double adam_beta1 = 0.9;               // AdamW beta1
-  double adam_beta2 = 0.999;             // AdamW beta2
-  double adam_eps = 1e-8;                // AdamW epsilon
-  std::string schedule = "step";         // constant | linear | cosine | step
-  int64_t warmup_steps = 0;              // linear warmup steps
-  double step_gamma = 0.85;              // per-epoch decay factor of the step schedule
-  double clip_grad_norm = 0.0;           // clip by global norm (0 = off)
-  std::string precision = "bf16_autocast";  // fp32 | bf16_autocast | bf16
-  std::vector<std::string> freeze;       // parameter groups kept frozen
-  bool activation_checkpointing = false; // recompute decoder layers in backward
-  bool deterministic = false;            // deterministic kernels (slower)
-  int64_t save_every = 0;                // checkpoint every N steps (0 = at the end only)
-  int64_t keep_last = 2;                 // checkpoints kept (0 = all)
-  int64_t log_every = 10;                // metrics line every N steps
+  int64_t epochs = 3;
+  int64_t max_steps = 0;
+  int64_t batch_size = 4;
+  int64_t grad_accum = 1;
+  double lr = 1e-5;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  std::string schedule = "step";
+  int64_t warmup_steps = 0;
+  double step_gamma = 0.85;
+  double clip_grad_norm = 0.0;
+  std::string precision = "bf16_autocast";
+  std::vector<std::string> freeze;
+  bool activation_checkpointing = false;
+  bool deterministic = false;
+  int64_t save_every = 0;
+  int64_t keep_last = 2;
+  int64_t log_every = 10;
 
   template <class V>
   void visit_fields(V& v) {
@@ -110,20 +111,20 @@ struct TrainConfig {
 
 /// Decoding: sampler settings and the search strategy (llava-cot spec §3).
 struct DecodeConfig {
-  std::string strategy = "greedy";   // greedy | sample | best_of_n | stage_beam | swires
-  int64_t max_new_tokens = 2048;     // generation budget per answer
-  double temperature = 0.6;          // sampling temperature (sampling strategies only)
-  int64_t top_k = 0;                 // top-k filter (0 = off)
-  double top_p = 0.9;                // nucleus filter (1 = off)
-  double repetition_penalty = 1.0;   // 1 = off
-  int64_t candidates = 4;            // candidates per stage (M) or per answer (best_of_n)
-  int64_t keep = 2;                  // candidates kept per stage (N, swires)
-  int64_t max_retraces = 3;          // retraces before giving up (C, swires)
-  double retrace_threshold = -0.2431;  // score a kept reasoning must exceed (swires)
-  std::string scorer = "logprob";    // self_verify | pairwise | reward_endpoint | logprob
-  std::string reward_endpoint;       // URL of an external reward model (scorer = reward_endpoint)
-  std::vector<std::string> stop;     // extra stop strings
-  int64_t seed = 0;                  // sampler seed (per request seeds derive from it)
+  std::string strategy = "greedy";
+  int64_t max_new_tokens = 2048;
+  double temperature = 0.6;
+  int64_t top_k = 0;
+  double top_p = 0.9;
+  double repetition_penalty = 1.0;
+  int64_t candidates = 4;
+  int64_t keep = 2;
+  int64_t max_retraces = 3;
+  double retrace_threshold = -0.2431;
+  std::string scorer = "logprob";
+  std::string reward_endpoint;
+  std::vector<std::string> stop;
+  int64_t seed = 0;
 
   template <class V>
   void visit_fields(V& v) {
@@ -147,15 +148,15 @@ struct DecodeConfig {
 
 /// Benchmarks to evaluate on and how answers are scored (benchmarks spec).
 struct EvalConfig {
-  std::vector<std::string> benchmarks;          // mmstar, mmbench, mmvet, mathvista, ai2d, hallusionbench
-  std::map<std::string, std::string> files;     // benchmark name -> local TSV path
-  std::string answer_source = "both";           // full | conclusion | both
-  std::string matcher_version = "2024";         // 2024 | 2025-08 | 2026-06
-  int64_t limit = 0;                            // questions per benchmark (0 = all)
-  int64_t batch_size = 1;                       // questions decoded together
-  std::string judge = "rules";                  // rules | endpoint (MM-Vet / MathVista judging)
-  std::string judge_endpoint;                   // URL of an OpenAI-compatible judge
-  std::map<std::string, std::string> prompts;   // benchmark name -> prompt template override
+  std::vector<std::string> benchmarks;
+  std::map<std::string, std::string> files;
+  std::string answer_source = "both";
+  std::string matcher_version = "2024";
+  int64_t limit = 0;
+  int64_t batch_size = 1;
+  std::string judge = "rules";
+  std::string judge_endpoint;
+  std::map<std::string, std::string> prompts;
 
   template <class V>
   void visit_fields(V& v) {
@@ -174,9 +175,9 @@ struct EvalConfig {
 
 /// Writing Hugging Face checkpoints.
 struct ExportConfig {
-  std::string dtype = "bf16";            // bf16 | fp16 | fp32
-  std::string max_shard_size = "5GB";    // shard size limit (e.g. 500MB, 5GB)
-  bool overwrite = false;                // replace an existing output dir
+  std::string dtype = "bf16";
+  std::string max_shard_size = "5GB";
+  bool overwrite = false;
 
   template <class V>
   void visit_fields(V& v) {
@@ -189,12 +190,12 @@ struct ExportConfig {
 
 /// Where a run writes and what it runs on.
 struct RunConfig {
-  std::string name;                       // run name (used in logs and the model card)
+  std::string name;
   std::string output_dir = "runs/default";  // run directory
-  int64_t seed = 42;                      // global seed
-  int64_t threads = 0;                    // intra-op CPU threads (0 = all cores)
-  std::string device = "auto";            // auto | cpu | cuda | cuda:N
-  std::string log_level = "info";         // trace | debug | info | warn | error
+  int64_t seed = 42;
+  int64_t threads = 0;
+  std::string device = "auto";
+  std::string log_level = "info";
 
   template <class V>
   void visit_fields(V& v) {
