@@ -8,7 +8,7 @@ namespace llavacot::cli {
 
 void register_pending(CLI::App& app) {
   struct Args {
-    std::string out, tokenizer, text, image, what, master_port;
+    std::string out, image, what, master_port;
     int64_t seed = 0, nproc = 1;
     std::vector<std::string> rest;
   };
@@ -18,11 +18,6 @@ void register_pending(CLI::App& app) {
   demo->add_option("--out", a->out, "output folder (default data/demo)")->type_name("DIR");
   demo->add_option("--seed", a->seed, "random seed");
   demo->callback([] { not_implemented("make-demo-data", "the demo data generator lands with the data milestone"); });
-
-  CLI::App* tok = app.add_subcommand("tokenize", "encode text with a Llama 3 tokenizer and show the ids");
-  tok->add_option("--tokenizer", a->tokenizer, "tokenizer.json or tiktoken rank file")->type_name("FILE");
-  tok->add_option("text", a->text, "text to encode");
-  tok->callback([] { not_implemented("tokenize", "the tokenizer lands with the tokenizer milestone"); });
 
   CLI::App* pre = app.add_subcommand("preprocess", "run the Mllama image processor on an image and show the tensors");
   pre->add_option("--image", a->image, "image file")->type_name("FILE");

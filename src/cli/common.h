@@ -36,6 +36,7 @@ void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_export(CLI::App& app);
 void register_inspect(CLI::App& app);
-void register_pending(CLI::App& app);  // make-demo-data, tokenize, preprocess, bench, launch
+void register_tokenize(CLI::App& app);
+void register_pending(CLI::App& app);  // make-demo-data, preprocess, bench, launch
 
 }  // namespace llavacot::cli

@@ -39,7 +39,7 @@ TEST_CASE("the version flag prints build facts", "[cli]") {
 }
 
 TEST_CASE("unimplemented subcommands exit 2 with a clear message", "[cli]") {
-  for (const char* sub : {"train", "eval", "generate", "export", "make-demo-data", "tokenize", "preprocess", "bench",
+  for (const char* sub : {"train", "eval", "generate", "export", "make-demo-data", "preprocess", "bench",
                           "launch"}) {
     auto r = llavacot_run(sub);
     INFO(sub << ":\n" << r.output);

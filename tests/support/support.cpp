@@ -1,6 +1,9 @@
 #include "support/support.h"
 
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <array>
 #include <cstdio>
@@ -43,6 +46,24 @@ std::string shell_quote(const std::string& s) {
 }
 
 std::string python() { return LLAVACOT_PYTHON; }
+
+std::string llama3_tokenizer_json() {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("LLAVACOT_LLAMA3_TOKENIZER_JSON"); env != nullptr && *env != '\0')
+    return fs::exists(env) ? std::string(env) : std::string();
+  fs::path gz = fs::path(LLAVACOT_SOURCE_DIR) / ".." / "shared" / "data" / "llama3.1-tokenizer" / "tokenizer.json.gz";
+  if (!fs::exists(gz)) return "";
+  fs::path dir = fs::path(LLAVACOT_TEST_TMP) / "llama3.1-tokenizer";
+  fs::path out = dir / "tokenizer.json";
+  if (!fs::exists(out)) {
+    fs::create_directories(dir);
+    fs::path tmp = dir / ("tokenizer.json.tmp" + std::to_string(::getpid()));
+    auto r = run_command("gunzip -c " + shell_quote(gz.string()) + " > " + shell_quote(tmp.string()));
+    if (r.exit_code != 0) throw std::runtime_error("gunzip failed: " + r.output);
+    fs::rename(tmp, out);
+  }
+  return out.string();
+}
 std::string cli() { return LLAVACOT_CLI_PATH; }
 
 }  // namespace llavacot::test

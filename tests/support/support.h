@@ -28,4 +28,9 @@ std::string python();
 /// The built `llavacot` executable.
 std::string cli();
 
+/// Path of the real Llama 3.1 tokenizer.json: $LLAVACOT_LLAMA3_TOKENIZER_JSON if set, else the shared test
+/// data (../shared/data/llama3.1-tokenizer/tokenizer.json.gz), unpacked once into the test scratch folder.
+/// Returns "" when neither exists (tests then skip with a visible message).
+std::string llama3_tokenizer_json();
+
 }  // namespace llavacot::test
