@@ -8,7 +8,7 @@ namespace llavacot::cli {
 
 void register_pending(CLI::App& app) {
   struct Args {
-    std::string out, image, what, master_port;
+    std::string out, image, master_port;
     int64_t seed = 0, nproc = 1;
     std::vector<std::string> rest;
   };
@@ -22,10 +22,6 @@ void register_pending(CLI::App& app) {
   CLI::App* pre = app.add_subcommand("preprocess", "run the Mllama image processor on an image and show the tensors");
   pre->add_option("--image", a->image, "image file")->type_name("FILE");
   pre->callback([] { not_implemented("preprocess", "the image processor lands with the vision milestone"); });
-
-  CLI::App* bench = app.add_subcommand("bench", "run a benchmark and print a JSON record and a table");
-  bench->add_option("what", a->what, "what to measure (matmul, tokenizer, image, forward, decode, train)");
-  bench->callback([] { not_implemented("bench", "benchmarks land with the milestones they measure"); });
 
   CLI::App* launch = app.add_subcommand("launch", "start N local processes for data-parallel training");
   launch->add_option("--nproc", a->nproc, "processes to start");

@@ -37,6 +37,7 @@ void register_generate(CLI::App& app);
 void register_export(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_tokenize(CLI::App& app);
-void register_pending(CLI::App& app);  // make-demo-data, preprocess, bench, launch
+void register_bench(CLI::App& app);
+void register_pending(CLI::App& app);  // make-demo-data, preprocess, launch
 
 }  // namespace llavacot::cli

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   cli::register_export(app);
   cli::register_inspect(app);
   cli::register_tokenize(app);
+  cli::register_bench(app);
   cli::register_pending(app);
 
   try {

@@ -39,7 +39,7 @@ TEST_CASE("the version flag prints build facts", "[cli]") {
 }
 
 TEST_CASE("unimplemented subcommands exit 2 with a clear message", "[cli]") {
-  for (const char* sub : {"train", "eval", "generate", "export", "make-demo-data", "preprocess", "bench",
+  for (const char* sub : {"train", "eval", "generate", "export", "make-demo-data", "preprocess",
                           "launch"}) {
     auto r = llavacot_run(sub);
     INFO(sub << ":\n" << r.output);
@@ -88,4 +88,29 @@ TEST_CASE("inspect summarises a safetensors file and refuses a broken one", "[cl
   r = llavacot_run("inspect " + test::shell_quote(dir + "/bad.safetensors"));
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.output, Contains("bad.safetensors"));
+}
+
+TEST_CASE("tokenize encodes stdin lines to id arrays and decodes them back", "[cli][text]") {
+  std::string json = test::llama3_tokenizer_json();
+  if (json.empty()) {
+    WARN("SKIPPED: Llama 3 tokenizer.json not found");
+    return;
+  }
+  std::string dir = test::fresh_dir("cli_tokenize");
+  std::ofstream(dir + "/in.txt") << "This is a test sentence.\n<|eot_id|>ok\n";
+  auto r = llavacot_run("tokenize --tokenizer " + test::shell_quote(json) + " < " + test::shell_quote(dir + "/in.txt"));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output == "[2028,374,264,1296,11914,13]\n[27,91,68,354,851,91,29,564]\n");
+  r = llavacot_run("tokenize --allow-special --bos --tokenizer " + test::shell_quote(json) + " < " +
+                   test::shell_quote(dir + "/in.txt"));
+  CHECK(r.output == "[128000,2028,374,264,1296,11914,13]\n[128000,128009,564]\n");
+  std::ofstream(dir + "/ids.txt") << "[2028,374,264,1296,11914,13]\n[128009,564]\n";
+  r = llavacot_run("tokenize --decode --json --tokenizer " + test::shell_quote(json) + " < " +
+                   test::shell_quote(dir + "/ids.txt"));
+  CHECK(r.output == "\"This is a test sentence.\"\n\"<|eot_id|>ok\"\n");
+  std::ofstream(dir + "/bad.txt") << "[1,2]\nnot json\n";
+  r = llavacot_run("tokenize --decode --tokenizer " + test::shell_quote(json) + " < " + test::shell_quote(dir + "/bad.txt"));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains("stdin:2"));
 }

@@ -1,0 +1,182 @@
+// llavacot bench WHAT: measurements printed as one JSON record plus a table, ours side by side with a peer
+// measured in the same run. See docs/benchmarks.md.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "common.h"
+#include "llavacot/text/bpe_tokenizer.h"
+#include "llavacot/util/error.h"
+#include "llavacot/util/fs.h"
+#include "llavacot/util/log.h"
+
+namespace llavacot::cli {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A deterministic mixed corpus: English-like prose, code, numbers, whitespace runs, CJK, Cyrillic, Arabic,
+// emoji, split into documents of about 4 KB.
+std::vector<std::string> make_corpus(size_t target_bytes, uint32_t seed) {
+  static const char* const kWords[] = {
+      "the", "image", "shows", "a", "red", "circle", "next", "to", "two", "blue", "squares", "and", "answer",
+      "question", "reasoning", "because", "therefore", "which", "option", "is", "correct", "triangle", "area",
+      "figure", "count", "objects", "left", "right", "above", "below", "Summary", "Caption", "Conclusion",
+      "I'll", "don't", "it's", "we're", "They've", "HELLO", "World", "model", "training", "tokenizer",
+      "transformer", "vision", "language", "benchmark", "accuracy", "probability", "approximately", "x", "y"};
+  static const char* const kOther[] = {
+      "def f(x):\n    return x * 2\n", "for (int i = 0; i < n; ++i) { s += a[i]; }\n", "{\"k\": [1, 2, 3]}",
+      "3.14159", "2026-11-28", "1,234,567", "42", "\n\n", "    ", "\t", "  \n", "你好，世界。", "图像中有三个圆。",
+      "Привет, мир.", "مرحبا بالعالم", "नमस्ते", "😀", "👨‍👩‍👧", "<SUMMARY>", "</CONCLUSION>", "(A)", "?", "!", "..."};
+  std::mt19937 rng(seed);
+  std::vector<std::string> docs;
+  size_t total = 0;
+  while (total < target_bytes) {
+    std::string doc;
+    while (doc.size() < 4096) {
+      if (rng() % 6 == 0) {
+        doc += kOther[rng() % (sizeof(kOther) / sizeof(kOther[0]))];
+      } else {
+        doc += kWords[rng() % (sizeof(kWords) / sizeof(kWords[0]))];
+        doc += rng() % 9 == 0 ? ", " : (rng() % 13 == 0 ? ". " : " ");
+      }
+    }
+    total += doc.size();
+    docs.push_back(std::move(doc));
+  }
+  return docs;
+}
+
+template <class F>
+double best_of(int repeats, F&& fn) {
+  double best = 1e300;
+  for (int i = 0; i < repeats; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
+void bench_tokenizer(const std::string& tokenizer_path, double megabytes, int threads, const std::string& python,
+                     const std::string& out_dir) {
+  auto tok = text::BpeTokenizer::from_tokenizer_json(tokenizer_path);
+  auto docs = make_corpus(static_cast<size_t>(megabytes * 1e6), 1234);
+  size_t n_bytes = 0;
+  for (const auto& d : docs) n_bytes += d.size();
+  LOG_INFO("bench", "tokenizer: ", docs.size(), " documents, ", n_bytes, " bytes, ", threads, " threads");
+
+  int64_t n_tokens = 0;
+  double t1 = best_of(3, [&] {
+    n_tokens = 0;
+    std::vector<text::TokenId> ids;
+    for (const auto& d : docs) {
+      ids.clear();
+      tok.encode_ordinary(d, ids);
+      n_tokens += static_cast<int64_t>(ids.size());
+    }
+  });
+  double tmt = best_of(3, [&] {
+    std::vector<std::thread> pool;
+    std::atomic<size_t> next{0};
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&] {
+        std::vector<text::TokenId> ids;
+        for (size_t i = next++; i < docs.size(); i = next++) {
+          ids.clear();
+          tok.encode_ordinary(docs[i], ids);
+        }
+      });
+    for (auto& th : pool) th.join();
+  });
+
+  nlohmann::json rec = {{"bench", "tokenizer"}, {"bytes", n_bytes}, {"documents", docs.size()},
+                        {"threads", threads},   {"ours_tokens", n_tokens},
+                        {"ours_1t_MBps", n_bytes / t1 / 1e6}, {"ours_mt_MBps", n_bytes / tmt / 1e6}};
+
+  // Peers on the same documents, in the same run.
+  fs::create_dirs(out_dir);
+  std::string docs_path = out_dir + "/tokenizer_bench_docs.jsonl";
+  {
+    std::ofstream f(docs_path);
+    for (const auto& d : docs) f << nlohmann::json(d).dump() << "\n";
+  }
+  std::string script = std::string(LLAVACOT_SOURCE_DIR) + "/scripts/bench/tokenizer_peers.py";
+  std::string cmd = python + " '" + script + "' '" + tokenizer_path + "' '" + docs_path + "' " + std::to_string(threads);
+  std::string peer_out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) peer_out.append(buf, n);
+    if (::pclose(p) != 0) peer_out.clear();
+  }
+  if (peer_out.empty()) {
+    LOG_WARN("bench", "peers unavailable (needs python3 with tiktoken and tokenizers): reporting ours only");
+  } else {
+    auto peers = nlohmann::json::parse(peer_out);
+    double b = static_cast<double>(n_bytes);
+    rec["tiktoken_1t_MBps"] = b / peers["tiktoken_1t_s"].get<double>() / 1e6;
+    rec["tiktoken_mt_MBps"] = b / peers["tiktoken_mt_s"].get<double>() / 1e6;
+    rec["tokenizers_1t_MBps"] = b / peers["tokenizers_1t_s"].get<double>() / 1e6;
+    rec["tokenizers_mt_MBps"] = b / peers["tokenizers_mt_s"].get<double>() / 1e6;
+    rec["tiktoken_tokens"] = peers["tiktoken_tokens"];
+    rec["tokenizers_tokens"] = peers["tokenizers_tokens"];
+    rec["ratio_1t_vs_tiktoken"] = rec["ours_1t_MBps"].get<double>() / rec["tiktoken_1t_MBps"].get<double>();
+    rec["ratio_1t_vs_tokenizers"] = rec["ours_1t_MBps"].get<double>() / rec["tokenizers_1t_MBps"].get<double>();
+    rec["ratio_mt_vs_tiktoken"] = rec["ours_mt_MBps"].get<double>() / rec["tiktoken_mt_MBps"].get<double>();
+    rec["same_token_count"] = peers["tiktoken_tokens"].get<int64_t>() == n_tokens &&
+                              peers["tokenizers_tokens"].get<int64_t>() == n_tokens;
+  }
+  std::cout << rec.dump() << "\n\n";
+  std::cout << std::fixed << std::setprecision(2);
+  std::cout << "encode throughput (MB/s)      1 thread   " << threads << " threads\n";
+  auto row = [&](const char* name, const char* k1, const char* k2) {
+    if (!rec.contains(k1)) return;
+    std::cout << "  " << std::left << std::setw(28) << name << std::right << std::setw(8) << rec[k1].get<double>()
+              << std::setw(11) << rec[k2].get<double>() << "\n";
+  };
+  row("llavacot", "ours_1t_MBps", "ours_mt_MBps");
+  row("tiktoken", "tiktoken_1t_MBps", "tiktoken_mt_MBps");
+  row("tokenizers", "tokenizers_1t_MBps", "tokenizers_mt_MBps");
+  if (rec.contains("ratio_1t_vs_tiktoken"))
+    std::cout << "  ours / tiktoken, 1 thread: " << rec["ratio_1t_vs_tiktoken"].get<double>() << "x"
+              << (rec["same_token_count"].get<bool>() ? "" : "  (token counts differ!)") << "\n";
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  struct Args {
+    std::string what, tokenizer, python = "python3", out_dir = "runs/bench";
+    double megabytes = 12;
+    int threads = 0;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("bench", "measure ours against a peer in the same run; prints JSON and a table");
+  cmd->add_option("what", a->what, "tokenizer")->required()->check(CLI::IsMember({"tokenizer"}));
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json for the tokenizer benchmark")->type_name("FILE");
+  cmd->add_option("--mb", a->megabytes, "corpus size in MB (default 12)");
+  cmd->add_option("--threads", a->threads, "threads for the batch figures (0 = all cores)");
+  cmd->add_option("--python", a->python, "Python interpreter with the peer packages");
+  cmd->add_option("--out", a->out_dir, "folder for the generated corpus");
+  cmd->callback([a] {
+    int threads = a->threads > 0 ? a->threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (a->what == "tokenizer") {
+      if (a->tokenizer.empty()) throw UsageError("bench tokenizer needs --tokenizer PATH/tokenizer.json");
+      bench_tokenizer(a->tokenizer, a->megabytes, threads, a->python, a->out_dir);
+    }
+  });
+}
+
+}  // namespace llavacot::cli
