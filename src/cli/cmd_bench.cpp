@@ -13,7 +13,13 @@
 #include <thread>
 
 #include "common.h"
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <torch/torch.h>
+
+#include "llavacot/io/safetensors.h"
 #include "llavacot/text/bpe_tokenizer.h"
+#include "llavacot/vision/image_processor.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 #include "llavacot/util/log.h"
@@ -154,6 +160,115 @@ void bench_tokenizer(const std::string& tokenizer_path, double megabytes, int th
               << (rec["same_token_count"].get<bool>() ? "" : "  (token counts differ!)") << "\n";
 }
 
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    if (::pclose(p) != 0) out.clear();
+  }
+  return out;
+}
+
+// 1920x1080 JPEG bytes -> 4 packed tiles at 560 px, ours against transformers' processor on the same bytes.
+void bench_image(int threads, const std::string& python, const std::string& out_dir) {
+  cv::Mat m(1080, 1920, CV_8UC3);
+  cv::RNG rng(42);
+  for (int y = 0; y < m.rows; ++y)
+    for (int x = 0; x < m.cols; ++x) {
+      auto* p = m.ptr<uint8_t>(y) + x * 3;
+      p[0] = static_cast<uint8_t>((x + y) / 12 + rng.uniform(0, 24));
+      p[1] = static_cast<uint8_t>((x * 3 + y) / 24 + rng.uniform(0, 24));
+      p[2] = static_cast<uint8_t>((y * 2) / 9 + rng.uniform(0, 24));
+    }
+  std::vector<uint8_t> buf;
+  cv::imencode(".jpg", m, buf, {cv::IMWRITE_JPEG_QUALITY, 90});
+  const std::string jpeg(buf.begin(), buf.end());
+  fs::create_dirs(out_dir);
+  const std::string jpeg_path = out_dir + "/bench_1920x1080.jpg";
+  fs::write_file_atomic(jpeg_path, jpeg);
+
+  vision::ImageProcessor proc(vision::ImageProcessorConfig{});
+  auto one = [&] {
+    std::vector<std::vector<vision::Image>> batch(1);
+    batch[0].push_back(vision::decode_image(jpeg, "bench.jpg"));
+    at::Tensor pv, ids, mask;
+    proc.process_batch(batch, pv, ids, mask);
+    return pv;
+  };
+  at::Tensor ours_pv = one();
+  // Where one image's time goes (single thread).
+  cv::setNumThreads(1);
+  at::set_num_threads(1);
+  {
+    auto t0 = std::chrono::steady_clock::now();
+    vision::Image img;
+    for (int i = 0; i < 10; ++i) img = vision::decode_image(jpeg, "bench.jpg");
+    double t_dec = seconds_since(t0) / 10;
+    auto [ch, cw] = vision::optimal_canvas(img.height, img.width, proc.config());
+    auto [nh, nw] = vision::fit_to_canvas(img.height, img.width, ch, cw, proc.config().tile_size);
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; ++i) vision::resize_bilinear(img, nh, nw);
+    double t_res = seconds_since(t0) / 10;
+    t0 = std::chrono::steady_clock::now();
+    vision::ProcessedImage p;
+    for (int i = 0; i < 10; ++i) p = proc.process(img);
+    double t_proc = seconds_since(t0) / 10;
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; ++i) {
+      at::Tensor pv, ids, mask;
+      proc.pack({{p}}, pv, ids, mask);
+    }
+    double t_pack = seconds_since(t0) / 10;
+    LOG_INFO("bench", "per image: decode ", t_dec * 1e3, " ms, resize ", t_res * 1e3, " ms, process (resize + tiles) ",
+             t_proc * 1e3, " ms, pack from processed ", t_pack * 1e3, " ms (process_batch skips the pack copy)");
+  }
+  const int iters = 20;
+  double t1 = best_of(2, [&] {
+    for (int i = 0; i < iters; ++i) one();
+  });
+  cv::setNumThreads(threads);
+  at::set_num_threads(threads);
+  const int per_thread = 10;
+  double tmt = best_of(2, [&] {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&] {
+        for (int i = 0; i < per_thread; ++i) one();
+      });
+    for (auto& th : pool) th.join();
+  });
+  nlohmann::json rec = {{"bench", "image"},
+                        {"input", "1920x1080 JPEG (q90) -> 2x2 tiles of 560 px, packed"},
+                        {"threads", threads},
+                        {"ours_1t_images_per_s", iters / t1},
+                        {"ours_mt_images_per_s", threads * per_thread / tmt}};
+  std::string ref_path = out_dir + "/bench_image_ref.safetensors";
+  std::string peer = run_capture(python + " '" + std::string(LLAVACOT_SOURCE_DIR) + "/scripts/bench/image_peers.py' '" +
+                                 jpeg_path + "' 10 '" + ref_path + "'");
+  if (peer.empty()) {
+    LOG_WARN("bench", "peer unavailable (needs python3 with transformers and pillow): reporting ours only");
+  } else {
+    auto pj = nlohmann::json::parse(peer);
+    rec["transformers_pil_images_per_s"] = 1.0 / pj["pil_s_per_image"].get<double>();
+    if (!pj["torchvision_s_per_image"].is_null())
+      rec["transformers_torchvision_images_per_s"] = 1.0 / pj["torchvision_s_per_image"].get<double>();
+    at::Tensor ref = safetensors::File::open(ref_path).get("pixel_values");
+    rec["max_abs_diff_vs_reference"] = ref.sizes() == ours_pv.sizes() ? (ref - ours_pv).abs().max().item<double>() : -1.0;
+    rec["ratio_1t_vs_transformers_pil"] =
+        rec["ours_1t_images_per_s"].get<double>() / rec["transformers_pil_images_per_s"].get<double>();
+  }
+  std::cout << rec.dump() << "\n\n" << std::fixed << std::setprecision(2);
+  std::cout << "images/s (1920x1080 JPEG -> 4 tiles)   1 thread   " << threads << " threads\n";
+  std::cout << "  llavacot" << std::setw(34) << rec["ours_1t_images_per_s"].get<double>() << std::setw(11)
+            << rec["ours_mt_images_per_s"].get<double>() << "\n";
+  if (rec.contains("transformers_pil_images_per_s"))
+    std::cout << "  transformers (PIL)" << std::setw(24) << rec["transformers_pil_images_per_s"].get<double>()
+              << std::setw(11) << "-" << "\n  ours / transformers, 1 thread: " << rec["ratio_1t_vs_transformers_pil"].get<double>()
+              << "x, max |diff| " << std::scientific << rec["max_abs_diff_vs_reference"].get<double>() << "\n";
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app) {
@@ -164,7 +279,7 @@ void register_bench(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "measure ours against a peer in the same run; prints JSON and a table");
-  cmd->add_option("what", a->what, "tokenizer")->required()->check(CLI::IsMember({"tokenizer"}));
+  cmd->add_option("what", a->what, "tokenizer | image")->required()->check(CLI::IsMember({"tokenizer", "image"}));
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json for the tokenizer benchmark")->type_name("FILE");
   cmd->add_option("--mb", a->megabytes, "corpus size in MB (default 12)");
   cmd->add_option("--threads", a->threads, "threads for the batch figures (0 = all cores)");
@@ -175,6 +290,8 @@ void register_bench(CLI::App& app) {
     if (a->what == "tokenizer") {
       if (a->tokenizer.empty()) throw UsageError("bench tokenizer needs --tokenizer PATH/tokenizer.json");
       bench_tokenizer(a->tokenizer, a->megabytes, threads, a->python, a->out_dir);
+    } else if (a->what == "image") {
+      bench_image(threads, a->python, a->out_dir);
     }
   });
 }

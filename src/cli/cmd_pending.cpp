@@ -8,7 +8,7 @@ namespace llavacot::cli {
 
 void register_pending(CLI::App& app) {
   struct Args {
-    std::string out, image, master_port;
+    std::string out, master_port;
     int64_t seed = 0, nproc = 1;
     std::vector<std::string> rest;
   };
@@ -18,10 +18,6 @@ void register_pending(CLI::App& app) {
   demo->add_option("--out", a->out, "output folder (default data/demo)")->type_name("DIR");
   demo->add_option("--seed", a->seed, "random seed");
   demo->callback([] { not_implemented("make-demo-data", "the demo data generator lands with the data milestone"); });
-
-  CLI::App* pre = app.add_subcommand("preprocess", "run the Mllama image processor on an image and show the tensors");
-  pre->add_option("--image", a->image, "image file")->type_name("FILE");
-  pre->callback([] { not_implemented("preprocess", "the image processor lands with the vision milestone"); });
 
   CLI::App* launch = app.add_subcommand("launch", "start N local processes for data-parallel training");
   launch->add_option("--nproc", a->nproc, "processes to start");

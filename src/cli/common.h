@@ -38,6 +38,7 @@ void register_export(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
-void register_pending(CLI::App& app);  // make-demo-data, preprocess, launch
+void register_preprocess(CLI::App& app);
+void register_pending(CLI::App& app);  // make-demo-data, launch
 
 }  // namespace llavacot::cli

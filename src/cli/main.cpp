@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   cli::register_inspect(app);
   cli::register_tokenize(app);
   cli::register_bench(app);
+  cli::register_preprocess(app);
   cli::register_pending(app);
 
   try {

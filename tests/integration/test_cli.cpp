@@ -39,8 +39,7 @@ TEST_CASE("the version flag prints build facts", "[cli]") {
 }
 
 TEST_CASE("unimplemented subcommands exit 2 with a clear message", "[cli]") {
-  for (const char* sub : {"train", "eval", "generate", "export", "make-demo-data", "preprocess",
-                          "launch"}) {
+  for (const char* sub : {"train", "eval", "generate", "export", "make-demo-data", "launch"}) {
     auto r = llavacot_run(sub);
     INFO(sub << ":\n" << r.output);
     CHECK(r.exit_code == 2);
@@ -113,4 +112,29 @@ TEST_CASE("tokenize encodes stdin lines to id arrays and decodes them back", "[c
   r = llavacot_run("tokenize --decode --tokenizer " + test::shell_quote(json) + " < " + test::shell_quote(dir + "/bad.txt"));
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.output, Contains("stdin:2"));
+}
+
+TEST_CASE("preprocess writes the processor's tensors for one image", "[cli][vision]") {
+  std::string dir = test::fresh_dir("cli_preprocess");
+  // A 40x90 binary PPM (OpenCV reads it; no encoder needed in the test).
+  {
+    std::ofstream f(dir + "/img.ppm", std::ios::binary);
+    f << "P6\n90 40\n255\n";
+    for (int i = 0; i < 40 * 90; ++i) f << static_cast<char>(i % 251) << static_cast<char>(i % 13) << static_cast<char>(200);
+  }
+  std::ofstream(dir + "/config.json") << R"({"vision_config": {"image_size": 28, "max_num_tiles": 4,
+      "supported_aspect_ratios": [[1,1],[1,2],[1,3],[1,4],[2,1],[2,2],[3,1],[4,1]]}})";
+  auto r = llavacot_run("preprocess --image " + test::shell_quote(dir + "/img.ppm") + " --model-config " +
+                        test::shell_quote(dir + "/config.json") + " --out " + test::shell_quote(dir + "/out.safetensors"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("resized 28x62, tiles 1x3"));  // canvas 28x84: scale 0.7 ties (1,3) and (1,4)
+  auto f = safetensors::File::open(dir + "/out.safetensors");
+  CHECK(f.get("pixel_values").sizes() == at::IntArrayRef({1, 1, 4, 3, 28, 28}));
+  CHECK(f.get("aspect_ratio_ids").item<int64_t>() == 3);
+  CHECK(f.get("resized_uint8").sizes() == at::IntArrayRef({28, 62, 3}));
+  r = llavacot_run("preprocess --image " + test::shell_quote(dir + "/config.json") + " --out " +
+                   test::shell_quote(dir + "/x.safetensors"));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains("config.json"));
 }
