@@ -27,6 +27,9 @@ from PIL import Image
 
 
 def rand_size(rng, i):
+    edge = {0: (1, 1), 1: (1, 2000), 2: (2000, 1), 3: (560, 560), 4: (561, 1119)}
+    if i in edge:
+        return edge[i]
     if i % 40 == 39:  # a few large ones; they dominate the run time
         return [(3000, 4000), (1080, 1920), (300, 2000), (2000, 300), (2240, 560)][(i // 40) % 5]
     kind = rng.random()
