@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "llavacot/text/regex_splitter.h"
+#include "llavacot/util/base64.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 
@@ -84,37 +85,6 @@ bool unbyte(const std::string& s, std::string& out) {
 }
 
 uint64_t pair_key(TokenId a, TokenId b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); }
-
-std::string base64_decode(const std::string& in, bool* ok) {
-  static const std::array<int, 256> table = [] {
-    std::array<int, 256> t{};
-    t.fill(-1);
-    const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(chars[i])] = i;
-    return t;
-  }();
-  std::string out;
-  *ok = in.size() % 4 == 0 && !in.empty();
-  uint32_t buf = 0;
-  int bits = 0;
-  size_t pad = 0;
-  for (size_t i = 0; i < in.size() && *ok; ++i) {
-    char c = in[i];
-    if (c == '=') {
-      ++pad;
-      continue;
-    }
-    if (pad > 0 || table[static_cast<unsigned char>(c)] < 0) *ok = false;
-    buf = (buf << 6) | static_cast<uint32_t>(table[static_cast<unsigned char>(c)] & 63);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((buf >> bits) & 0xFF);
-    }
-  }
-  if (pad > 2) *ok = false;
-  return out;
-}
 
 }  // namespace
 
@@ -388,9 +358,9 @@ BpeTokenizer BpeTokenizer::from_tiktoken(const std::string& path, const std::vec
     size_t sp = line.find(' ');
     if (sp == std::string::npos)
       throw FormatError(str_cat(path, ":", line_no, ": expected 'base64-token rank'"));
-    bool ok = false;
-    std::string bytes = base64_decode(line.substr(0, sp), &ok);
-    if (!ok) throw FormatError(str_cat(path, ":", line_no, ": token is not valid base64"));
+    std::string bytes;
+    if (!base64_decode(line.substr(0, sp), bytes))
+      throw FormatError(str_cat(path, ":", line_no, ": token is not valid base64"));
     const std::string rank_text = line.substr(sp + 1);
     char* end = nullptr;
     long long rank = std::strtoll(rank_text.c_str(), &end, 10);

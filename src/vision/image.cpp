@@ -8,8 +8,8 @@
 
 #include <cstring>
 
-#include <array>
 
+#include "llavacot/util/base64.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 
@@ -213,34 +213,10 @@ Image decode_image_file(const std::string& path, const DecodeOptions& options) {
 }
 
 Image decode_image_base64(const std::string& base64, const std::string& source, const DecodeOptions& options) {
-  static const std::array<int, 256> table = [] {
-    std::array<int, 256> t{};
-    t.fill(-1);
-    const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(chars[i])] = i;
-    return t;
-  }();
-  std::string out;
-  out.reserve(base64.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  for (char c : base64) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      padding = true;
-      continue;
-    }
-    int v = table[static_cast<unsigned char>(c)];
-    if (v < 0 || padding) throw FormatError(str_cat(source, ": invalid base64 image data"));
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xFF);
-    }
-  }
-  return decode_image(out, source, options);
+  std::string bytes;
+  if (!base64_decode(base64, bytes, /*skip_whitespace=*/true))
+    throw FormatError(str_cat(source, ": invalid base64 image data"));
+  return decode_image(bytes, source, options);
 }
 
 }  // namespace llavacot::vision
