@@ -10,6 +10,11 @@ import sys
 import time
 
 
+# The byte <-> character table of byte-level vocabularies, shared with the oracle tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "oracle"))
+from tokenizer_oracle import bytes_to_unicode  # noqa: E402
+
+
 def best_of(fn, repeats=3):
     best = None
     out = None
@@ -32,15 +37,7 @@ def main():
     from tokenizers import Tokenizer
 
     data = json.load(open(tok_json, encoding="utf-8"))
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    back = {chr(c): b for b, c in zip(bs, cs)}
+    back = {v: k for k, v in bytes_to_unicode().items()}
     ranks = {bytes(back[ch] for ch in tok): rank for tok, rank in data["model"]["vocab"].items()}
     pattern = None
     for p in data["pre_tokenizer"].get("pretokenizers", [data["pre_tokenizer"]]):

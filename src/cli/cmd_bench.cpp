@@ -64,6 +64,18 @@ std::vector<std::string> make_corpus(size_t target_bytes, uint32_t seed) {
   return docs;
 }
 
+// Runs a shell command and returns its standard output, or "" when it fails (peers are optional).
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    if (::pclose(p) != 0) out.clear();
+  }
+  return out;
+}
+
 template <class F>
 double best_of(int repeats, F&& fn) {
   double best = 1e300;
@@ -120,13 +132,7 @@ void bench_tokenizer(const std::string& tokenizer_path, double megabytes, int th
   }
   std::string script = std::string(LLAVACOT_SOURCE_DIR) + "/scripts/bench/tokenizer_peers.py";
   std::string cmd = python + " '" + script + "' '" + tokenizer_path + "' '" + docs_path + "' " + std::to_string(threads);
-  std::string peer_out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) peer_out.append(buf, n);
-    if (::pclose(p) != 0) peer_out.clear();
-  }
+  std::string peer_out = run_capture(cmd);
   if (peer_out.empty()) {
     LOG_WARN("bench", "peers unavailable (needs python3 with tiktoken and tokenizers): reporting ours only");
   } else {
@@ -158,17 +164,6 @@ void bench_tokenizer(const std::string& tokenizer_path, double megabytes, int th
   if (rec.contains("ratio_1t_vs_tiktoken"))
     std::cout << "  ours / tiktoken, 1 thread: " << rec["ratio_1t_vs_tiktoken"].get<double>() << "x"
               << (rec["same_token_count"].get<bool>() ? "" : "  (token counts differ!)") << "\n";
-}
-
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    if (::pclose(p) != 0) out.clear();
-  }
-  return out;
 }
 
 // 1920x1080 JPEG bytes -> 4 packed tiles at 560 px, ours against transformers' processor on the same bytes.
