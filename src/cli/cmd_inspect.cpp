@@ -7,7 +7,9 @@
 #include <sstream>
 
 #include "common.h"
+#include "llavacot/util/error.h"
 #include "llavacot/io/sharded.h"
+#include "llavacot/model/mllama_config.h"
 
 namespace llavacot::cli {
 
@@ -36,15 +38,38 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 
 void register_inspect(CLI::App& app) {
   struct Args {
-    std::string path;
+    std::string path, preset, config;
     bool list = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("inspect", "summarise a safetensors file or checkpoint directory (headers only)");
-  cmd->add_option("path", args->path, "a .safetensors file or a directory with model.safetensors[.index.json]")
-      ->required();
+  cmd->add_option("path", args->path, "a .safetensors file or a directory with model.safetensors[.index.json]");
+  cmd->add_option("--preset", args->preset, "a model preset (configs/models/NAME.json): parameter counts by area");
+  cmd->add_option("--config", args->config, "a Hugging Face config.json: parameter counts by area")->type_name("FILE");
   cmd->add_flag("--list", args->list, "list every tensor with dtype, shape and size");
   cmd->callback([args] {
+    if (!args->preset.empty() || !args->config.empty()) {
+      // Counted from the config alone: nothing is allocated.
+      model::MllamaConfig cfg = args->config.empty() ? model::load_preset(args->preset) : model::read_config(args->config);
+      auto table = model::parameter_table(cfg);
+      std::map<std::string, std::pair<int64_t, int64_t>> areas;  // area -> (tensors, parameters)
+      int64_t total = 0;
+      for (const auto& p : table) {
+        areas[p.area].first += 1;
+        areas[p.area].second += p.numel();
+        total += p.numel();
+      }
+      std::cout << "model      " << (args->config.empty() ? args->preset : args->config) << "\n";
+      for (const auto& [area, e] : areas)
+        std::cout << "area       " << std::left << std::setw(12) << area << std::right << std::setw(15) << e.second
+                  << " parameters in " << e.first << " tensors\n";
+      std::cout << "total      " << total << " parameters in " << table.size() << " tensors (" << human_bytes(total * 2)
+                << " in bf16)\n";
+      if (args->list)
+        for (const auto& p : table) std::cout << std::left << std::setw(72) << p.name << " " << shape_text(p.shape) << "\n";
+      return;
+    }
+    if (args->path.empty()) throw UsageError("inspect needs a PATH, --preset NAME or --config FILE");
     auto ckpt = safetensors::Checkpoint::open(args->path);
     std::map<std::string, std::pair<int64_t, uint64_t>> by_dtype;  // dtype -> (tensors, elements)
     int64_t n_params = 0;

@@ -1,44 +1,21 @@
 // llavacot preprocess: run the Mllama image processor on one image and save the tensors.
 #include <iostream>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "common.h"
 #include "llavacot/io/safetensors.h"
+#include "llavacot/model/mllama_config.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 #include "llavacot/vision/image_processor.h"
 
 namespace llavacot::cli {
 
-namespace {
-// Reads the vision settings of a Hugging Face MllamaConfig config.json (image_size, max_num_tiles,
-// supported_aspect_ratios as [tiles high, tiles wide] pairs).
-vision::ImageProcessorConfig from_model_config(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(fs::read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(str_cat(path, ": not valid JSON: ", e.what()));
-  }
-  const auto& v = j.contains("vision_config") ? j["vision_config"] : j;
-  vision::ImageProcessorConfig c;
-  try {
-    c.tile_size = v.value("image_size", c.tile_size);
-    c.max_tiles = v.value("max_num_tiles", c.max_tiles);
-    if (v.contains("supported_aspect_ratios"))
-      for (const auto& r : v["supported_aspect_ratios"]) c.aspect_ratios.emplace_back(r.at(0), r.at(1));
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(str_cat(path, ": vision_config: ", e.what()));
-  }
-  return c;
-}
-}  // namespace
 
 void register_preprocess(CLI::App& app) {
   struct Args {
-    std::string image, model_config, out;
+    std::string image, model_config, preset, out;
     int64_t tile_size = 0, max_tiles = 0;
   };
   auto a = std::make_shared<Args>();
@@ -46,6 +23,7 @@ void register_preprocess(CLI::App& app) {
   cmd->add_option("--image", a->image, "image file (JPEG, PNG, WebP, BMP, TIFF, GIF)")->required()->type_name("FILE");
   cmd->add_option("--model-config", a->model_config, "Hugging Face config.json whose vision_config sets the tiles")
       ->type_name("FILE");
+  cmd->add_option("--preset", a->preset, "model preset (configs/models/NAME.json) whose vision settings apply");
   cmd->add_option("--tile-size", a->tile_size, "tile size in pixels (overrides the model config; default 560)");
   cmd->add_option("--max-tiles", a->max_tiles, "maximum tiles (overrides the model config; default 4)");
   cmd->add_option("--out", a->out, "output .safetensors with pixel_values, aspect_ratio_ids, aspect_ratio_mask, "
@@ -53,8 +31,14 @@ void register_preprocess(CLI::App& app) {
       ->required()
       ->type_name("FILE");
   cmd->callback([a] {
-    vision::ImageProcessorConfig cfg = a->model_config.empty() ? vision::ImageProcessorConfig{}
-                                                               : from_model_config(a->model_config);
+    if (!a->model_config.empty() && !a->preset.empty()) throw UsageError("give --model-config or --preset, not both");
+    vision::ImageProcessorConfig cfg;
+    if (!a->model_config.empty() || !a->preset.empty()) {
+      model::MllamaConfig m = a->preset.empty() ? model::read_config(a->model_config) : model::load_preset(a->preset);
+      cfg.tile_size = m.vision.image_size;
+      cfg.max_tiles = m.vision.max_num_tiles;
+      cfg.aspect_ratios = m.vision.supported_aspect_ratios;
+    }
     if (a->tile_size > 0) cfg.tile_size = a->tile_size;
     if (a->max_tiles > 0) cfg.max_tiles = a->max_tiles;
     vision::ImageProcessor proc(cfg);

@@ -122,10 +122,11 @@ TEST_CASE("preprocess writes the processor's tensors for one image", "[cli][visi
     f << "P6\n90 40\n255\n";
     for (int i = 0; i < 40 * 90; ++i) f << static_cast<char>(i % 251) << static_cast<char>(i % 13) << static_cast<char>(200);
   }
-  std::ofstream(dir + "/config.json") << R"({"vision_config": {"image_size": 28, "max_num_tiles": 4,
-      "supported_aspect_ratios": [[1,1],[1,2],[1,3],[1,4],[2,1],[2,2],[3,1],[4,1]]}})";
-  auto r = llavacot_run("preprocess --image " + test::shell_quote(dir + "/img.ppm") + " --model-config " +
-                        test::shell_quote(dir + "/config.json") + " --out " + test::shell_quote(dir + "/out.safetensors"));
+  std::ofstream(dir + "/config.json") << "{}";
+  // The tiny preset has 28 px tiles.
+  auto r = llavacot_run("preprocess --image " + test::shell_quote(dir + "/img.ppm") + " --preset " +
+                        test::shell_quote(test::source_path("configs/models/tiny.json")) + " --out " +
+                        test::shell_quote(dir + "/out.safetensors"));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.output, Contains("resized 28x62, tiles 1x3"));  // canvas 28x84: scale 0.7 ties (1,3) and (1,4)
@@ -137,4 +138,14 @@ TEST_CASE("preprocess writes the processor's tensors for one image", "[cli][visi
                    test::shell_quote(dir + "/x.safetensors"));
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.output, Contains("config.json"));
+}
+
+TEST_CASE("inspect counts a preset's parameters by area without weights", "[cli][model]") {
+  auto r = llavacot_run("inspect --preset " + test::shell_quote(test::source_path("configs/models/llama-3.2-11b-vision.json")));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("total      10670220835 parameters in 906 tensors"));
+  r = llavacot_run("inspect --preset no-such-preset");
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.output, Contains("unknown model preset"));
 }

@@ -22,7 +22,7 @@ struct ModelConfig {
 
   template <class V>
   void visit_fields(V& v) {
-    v.field("preset", preset, "architecture preset name (configs/models/NAME.yaml) or a Hugging Face model dir");
+    v.field("preset", preset, "architecture preset name (configs/models/NAME.json) or a Hugging Face model dir");
     v.field("weights", weights, "checkpoint dir or .safetensors file to load (\"\" = initialise from run.seed)");
     v.field("tokenizer", tokenizer, "tokenizer.json or tiktoken rank file (\"\" = the one beside the weights)");
     v.field("dtype", dtype, "parameter dtype: fp32 | bf16 | fp16");
