@@ -64,6 +64,13 @@ std::vector<std::string> make_corpus(size_t target_bytes, uint32_t seed) {
   return docs;
 }
 
+// Quotes one argument for /bin/sh (paths may hold spaces or quotes).
+std::string sh_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 // Runs a shell command and returns its standard output, or "" when it fails (peers are optional).
 std::string run_capture(const std::string& cmd) {
   std::string out;
@@ -131,7 +138,8 @@ void bench_tokenizer(const std::string& tokenizer_path, double megabytes, int th
     for (const auto& d : docs) f << nlohmann::json(d).dump() << "\n";
   }
   std::string script = std::string(LLAVACOT_SOURCE_DIR) + "/scripts/bench/tokenizer_peers.py";
-  std::string cmd = python + " '" + script + "' '" + tokenizer_path + "' '" + docs_path + "' " + std::to_string(threads);
+  std::string cmd = sh_quote(python) + " " + sh_quote(script) + " " + sh_quote(tokenizer_path) + " " +
+                    sh_quote(docs_path) + " " + std::to_string(threads);
   std::string peer_out = run_capture(cmd);
   if (peer_out.empty()) {
     LOG_WARN("bench", "peers unavailable (needs python3 with tiktoken and tokenizers): reporting ours only");
@@ -240,8 +248,9 @@ void bench_image(int threads, const std::string& python, const std::string& out_
                         {"ours_1t_images_per_s", iters / t1},
                         {"ours_mt_images_per_s", threads * per_thread / tmt}};
   std::string ref_path = out_dir + "/bench_image_ref.safetensors";
-  std::string peer = run_capture(python + " '" + std::string(LLAVACOT_SOURCE_DIR) + "/scripts/bench/image_peers.py' '" +
-                                 jpeg_path + "' 10 '" + ref_path + "'");
+  std::string peer = run_capture(sh_quote(python) + " " +
+                                 sh_quote(std::string(LLAVACOT_SOURCE_DIR) + "/scripts/bench/image_peers.py") + " " +
+                                 sh_quote(jpeg_path) + " 10 " + sh_quote(ref_path));
   if (peer.empty()) {
     LOG_WARN("bench", "peer unavailable (needs python3 with transformers and pillow): reporting ours only");
   } else {

@@ -16,8 +16,7 @@ using namespace llavacot;
 namespace {
 
 std::string oracle(const std::string& args) {
-  std::string cmd = test::shell_quote(test::python()) + " " +
-                    test::shell_quote(test::source_path("tests/oracle/image_oracle.py")) + " " + args;
+  std::string cmd = test::python_script_command("tests/oracle/image_oracle.py", args);
   auto r = test::run_command(cmd);
   INFO(cmd << "\n" << r.output.substr(0, 4000));
   REQUIRE(r.exit_code == 0);
@@ -32,9 +31,8 @@ const std::string& image_dir() {
     std::string base = std::string(LLAVACOT_TEST_TMP) + "/image_oracle";
     std::filesystem::create_directories(base);
     dir = base + "/images";
-    std::string make = test::shell_quote(test::python()) + " " +
-                       test::shell_quote(test::source_path("tests/oracle/image_oracle.py")) + " make-images " +
-                       test::shell_quote(dir) + " 200 5";
+    std::string make =
+        test::python_script_command("tests/oracle/image_oracle.py", "make-images " + test::shell_quote(dir) + " 200 5");
     auto r = test::run_command("flock " + test::shell_quote(base + "/lock") + " sh -c " +
                                test::shell_quote("test -f " + test::shell_quote(dir + "/names.json") + " || " + make));
     INFO(r.output);

@@ -17,9 +17,8 @@ TEST_CASE("transformers reads our config.json and names the same parameters with
     auto cfg = model::load_preset(test::source_path(std::string("configs/models/") + name + ".json"));
     std::string dir = test::fresh_dir(std::string("model_oracle_") + name);
     std::ofstream(dir + "/config.json") << model::config_json(cfg);
-    auto r = test::run_command(test::shell_quote(test::python()) + " " +
-                               test::shell_quote(test::source_path("tests/oracle/model_oracle.py")) + " params " +
-                               test::shell_quote(dir));
+    auto r = test::run_command(
+        test::python_script_command("tests/oracle/model_oracle.py", "params " + test::shell_quote(dir)));
     INFO(r.output.substr(0, 3000));
     REQUIRE(r.exit_code == 0);
     // The JSON is the last line; transformers may print warnings before it.

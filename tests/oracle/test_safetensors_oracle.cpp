@@ -14,8 +14,7 @@ using namespace llavacot;
 namespace {
 
 std::string oracle(const std::string& args) {
-  std::string cmd = test::shell_quote(test::python()) + " " +
-                    test::shell_quote(test::source_path("tests/oracle/safetensors_oracle.py")) + " " + args;
+  std::string cmd = test::python_script_command("tests/oracle/safetensors_oracle.py", args);
   auto r = test::run_command(cmd);
   INFO(cmd << "\n" << r.output);
   REQUIRE(r.exit_code == 0);

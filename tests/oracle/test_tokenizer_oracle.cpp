@@ -16,8 +16,7 @@ using text::TokenId;
 namespace {
 
 std::string oracle_cmd(const std::string& args) {
-  return test::shell_quote(test::python()) + " " +
-         test::shell_quote(test::source_path("tests/oracle/tokenizer_oracle.py")) + " " + args;
+  return test::python_script_command("tests/oracle/tokenizer_oracle.py", args);
 }
 
 struct Case {

@@ -47,6 +47,10 @@ std::string shell_quote(const std::string& s) {
 
 std::string python() { return LLAVACOT_PYTHON; }
 
+std::string python_script_command(const std::string& script, const std::string& args) {
+  return shell_quote(python()) + " " + shell_quote(source_path(script)) + " " + args;
+}
+
 std::string llama3_tokenizer_json() {
   namespace fs = std::filesystem;
   if (const char* env = std::getenv("LLAVACOT_LLAMA3_TOKENIZER_JSON"); env != nullptr && *env != '\0')

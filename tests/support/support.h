@@ -25,6 +25,10 @@ std::string shell_quote(const std::string& s);
 /// The Python interpreter CMake found (the one that has the pinned oracle packages).
 std::string python();
 
+/// Command line that runs a Python script of the source tree (e.g. "tests/oracle/image_oracle.py") with
+/// `args` (already shell-quoted) under python().
+std::string python_script_command(const std::string& script, const std::string& args);
+
 /// The built `llavacot` executable.
 std::string cli();
 
