@@ -64,25 +64,6 @@ std::vector<std::string> make_corpus(size_t target_bytes, uint32_t seed) {
   return docs;
 }
 
-// Quotes one argument for /bin/sh (paths may hold spaces or quotes).
-std::string sh_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// Runs a shell command and returns its standard output, or "" when it fails (peers are optional).
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    if (::pclose(p) != 0) out.clear();
-  }
-  return out;
-}
-
 template <class F>
 double best_of(int repeats, F&& fn) {
   double best = 1e300;
@@ -281,12 +262,19 @@ void bench_image(int threads, const std::string& python, const std::string& out_
 void register_bench(CLI::App& app) {
   struct Args {
     std::string what, tokenizer, python = "python3", out_dir = "runs/bench";
+    std::string preset = "small";
     double megabytes = 12;
     int threads = 0;
+    bool quick = false, no_peer = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "measure ours against a peer in the same run; prints JSON and a table");
-  cmd->add_option("what", a->what, "tokenizer | image")->required()->check(CLI::IsMember({"tokenizer", "image"}));
+  cmd->add_option("what", a->what, "tokenizer | image | model")
+      ->required()
+      ->check(CLI::IsMember({"tokenizer", "image", "model"}));
+  cmd->add_option("--preset", a->preset, "model preset or config.json for the model benchmark (default small)");
+  cmd->add_flag("--quick", a->quick, "model benchmark: small shapes (a smoke run, not a measurement)");
+  cmd->add_flag("--no-peer", a->no_peer, "model benchmark: skip transformers");
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json for the tokenizer benchmark")->type_name("FILE");
   cmd->add_option("--mb", a->megabytes, "corpus size in MB (default 12)");
   cmd->add_option("--threads", a->threads, "threads for the batch figures (0 = all cores)");
@@ -299,6 +287,11 @@ void register_bench(CLI::App& app) {
       bench_tokenizer(a->tokenizer, a->megabytes, threads, a->python, a->out_dir);
     } else if (a->what == "image") {
       bench_image(threads, a->python, a->out_dir);
+    } else if (a->what == "model") {
+      BenchModelArgs m;
+      m.preset = a->preset, m.python = a->python, m.out_dir = a->out_dir, m.threads = threads;
+      m.quick = a->quick, m.no_peer = a->no_peer;
+      bench_model(m);
     }
   });
 }

@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
@@ -36,6 +37,23 @@ bool resolve_config(const ConfigArgs& args, Config& out) {
 
 void not_implemented(const std::string& command, const std::string& what) {
   throw NotImplementedError(str_cat("'llavacot ", command, "' is not implemented yet (", what, ")"));
+}
+
+std::string sh_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    if (::pclose(p) != 0) out.clear();
+  }
+  return out;
 }
 
 }  // namespace llavacot::cli

@@ -27,6 +27,20 @@ bool resolve_config(const ConfigArgs& args, Config& out);
 /// Records that --log-level was given, so a config's run.log_level does not override it.
 void set_log_level_from_flag();
 
+/// Quotes one argument for /bin/sh (paths may hold spaces or quotes).
+std::string sh_quote(const std::string& s);
+/// Runs a shell command and returns its standard output, or "" when it fails (bench peers are optional).
+std::string run_capture(const std::string& cmd);
+
+/// `llavacot bench model` (src/cli/cmd_bench_model.cpp).
+struct BenchModelArgs {
+  std::string preset = "small", python = "python3", out_dir = "runs/bench";
+  int threads = 1;
+  bool quick = false;    // small shapes, for smoke tests
+  bool no_peer = false;  // skip transformers
+};
+void bench_model(const BenchModelArgs& args);
+
 /// Throws NotImplementedError for a subcommand that a later milestone delivers.
 [[noreturn]] void not_implemented(const std::string& command, const std::string& what);
 

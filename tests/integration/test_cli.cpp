@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "llavacot/config/loader.h"
 #include "llavacot/io/safetensors.h"
@@ -148,4 +149,26 @@ TEST_CASE("inspect counts a preset's parameters by area without weights", "[cli]
   r = llavacot_run("inspect --preset no-such-preset");
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.output, Contains("unknown model preset"));
+}
+
+TEST_CASE("bench model runs its workloads and reports throughput, MFU and the bandwidth fraction", "[cli][model]") {
+  auto out = test::fresh_dir("cli_bench_model");
+  auto r = llavacot_run("bench model --quick --no-peer --threads 1 --preset " +
+                        test::shell_quote(test::source_path("configs/models/tiny.json")) + " --out " +
+                        test::shell_quote(out));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto start = r.output.find("{\"bench\"");
+  REQUIRE(start != std::string::npos);
+  auto rec = nlohmann::json::parse(r.output.substr(start, r.output.find('\n', start) - start));
+  for (const char* dtype : {"float32", "bfloat16"}) {
+    INFO(dtype);
+    const auto& ours = rec[dtype]["ours"];
+    CHECK(ours["train_tokens_per_s"].get<double>() > 0);
+    CHECK(ours["train_mfu"].get<double>() > 0);
+    CHECK(ours["train_mfu"].get<double>() < 1.5);
+    CHECK(ours["decode_tokens_per_s_b1"].get<double>() > 0);
+    CHECK(ours["decode_bandwidth_fraction_b1"].get<double>() > 0);
+    CHECK(rec[dtype]["peak_matmul_tflops"].get<double>() > 0);
+  }
 }

@@ -1,0 +1,138 @@
+#include "llavacot/model/checkpoint.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "llavacot/io/sharded.h"
+#include "llavacot/util/error.h"
+#include "llavacot/util/fs.h"
+#include "llavacot/util/log.h"
+
+namespace llavacot::model {
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& head) { return s.compare(0, head.size(), head) == 0; }
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << '[';
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << ']';
+  return out.str();
+}
+
+std::string dtype_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kFloat16: return "float16";
+    default: return c10::toString(dtype);
+  }
+}
+
+}  // namespace
+
+std::string canonical_key(const std::string& key) {
+  if (starts_with(key, "model.language_model.")) return "language_model.model." + key.substr(21);
+  if (starts_with(key, "model.vision_model.")) return key.substr(6);
+  if (starts_with(key, "model.multi_modal_projector.")) return key.substr(6);
+  if (starts_with(key, "lm_head.")) return "language_model." + key;
+  return key;
+}
+
+LoadReport load_weights(MllamaForConditionalGeneration& model, const std::string& path, const LoadOptions& options) {
+  auto ckpt = safetensors::Checkpoint::open(path);
+  std::map<std::string, std::string> file_key;  // canonical -> key in the file
+  std::vector<std::string> duplicates;
+  for (const auto& key : ckpt.names()) {
+    auto canon = canonical_key(key);
+    auto [it, fresh] = file_key.emplace(canon, key);
+    if (!fresh) duplicates.push_back(str_cat(canon, " (as '", it->second, "' and '", key, "')"));
+  }
+  LoadReport report;
+  std::map<std::string, torch::Tensor> params;
+  for (auto& [name, p] : model->named_weights()) params.emplace(name, p);
+  for (const auto& [canon, key] : file_key)
+    if (!params.count(canon)) report.unexpected.push_back(key);
+  for (const auto& [name, p] : params) {
+    auto it = file_key.find(name);
+    if (it == file_key.end()) {
+      report.missing.push_back(name);
+      continue;
+    }
+    const auto& info = ckpt.info(it->second);
+    std::vector<int64_t> file_shape(info.shape.begin(), info.shape.end());
+    if (file_shape != p.sizes().vec())
+      report.mismatched.push_back(str_cat(name, ": checkpoint ", shape_text(file_shape), " vs model ",
+                                          shape_text(p.sizes().vec())));
+  }
+  const bool clean = report.missing.empty() && report.unexpected.empty() && report.mismatched.empty();
+  if (!duplicates.empty() || (options.strict && !clean)) {
+    std::ostringstream msg;
+    msg << "checkpoint " << path << " does not fit the model:";
+    auto list = [&](const char* what, const std::vector<std::string>& items) {
+      if (items.empty()) return;
+      msg << "\n  " << items.size() << ' ' << what << ':';
+      for (size_t i = 0; i < items.size() && i < 40; ++i) msg << "\n    " << items[i];
+      if (items.size() > 40) msg << "\n    ... and " << items.size() - 40 << " more";
+    };
+    list("missing", report.missing);
+    list("unexpected", report.unexpected);
+    list("with the wrong shape", report.mismatched);
+    list("given twice", duplicates);
+    throw FormatError(msg.str());
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : params) {
+    auto it = file_key.find(name);
+    if (it == file_key.end()) continue;
+    auto t = ckpt.get(it->second);
+    if (t.sizes() != p.sizes()) continue;  // reported above (non-strict)
+    p.copy_(t.to(p.device(), p.scalar_type()));
+    ++report.loaded;
+  }
+  if (!clean)
+    LOG_WARN("model", "loaded ", report.loaded, " tensors from ", path, "; ", report.missing.size(), " missing, ",
+             report.unexpected.size(), " unexpected, ", report.mismatched.size(), " mis-shaped");
+  return report;
+}
+
+MllamaForConditionalGeneration load_pretrained(const std::string& dir, torch::ScalarType dtype,
+                                               const torch::Device& device, const LoadOptions& options) {
+  auto config = read_config(dir);
+  MllamaForConditionalGeneration model(config, torch::TensorOptions().dtype(dtype).device(device));
+  load_weights(model, dir, options);
+  return model;
+}
+
+std::vector<std::string> save_pretrained(const MllamaForConditionalGeneration& model, const std::string& dir,
+                                         const SaveOptions& options) {
+  fs::create_dirs(dir);
+  safetensors::NamedTensors tensors;
+  for (auto& [name, p] : model->named_weights()) {
+    LLAVACOT_CHECK(!p.device().is_meta(), UsageError, "cannot save a shape-only (meta) model");
+    tensors.emplace_back(name, p.detach().to(torch::kCPU, options.dtype).contiguous());
+  }
+  auto config = model->config;
+  config.torch_dtype = dtype_name(options.dtype);
+  auto files = safetensors::save_sharded(dir, tensors, options.max_shard_bytes);
+  // Weight files of an earlier save with a different layout would make the directory ambiguous: remove
+  // the ones this save did not write (after the new files are in place).
+  std::set<std::string> written;
+  for (const auto& f : files) written.insert(std::filesystem::path(f).filename().string());
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const auto name = entry.path().filename().string();
+    const bool weights = name == "model.safetensors" || name == "model.safetensors.index.json" ||
+                         (starts_with(name, "model-") && name.size() > 12 &&
+                          name.compare(name.size() - 12, 12, ".safetensors") == 0);
+    if (weights && !written.count(name)) std::filesystem::remove(entry.path());
+  }
+  fs::write_file_atomic(dir + "/config.json", config_json(config));
+  files.push_back(dir + "/config.json");
+  return files;
+}
+
+}  // namespace llavacot::model

@@ -1,0 +1,115 @@
+#include "llavacot/model/layers.h"
+
+#include <cmath>
+#include <limits>
+
+#include "llavacot/util/error.h"
+
+namespace llavacot::model {
+
+AttentionBackend parse_attention_backend(const std::string& name) {
+  if (name == "fused" || name == "sdpa") return AttentionBackend::kFused;
+  if (name == "math" || name == "eager") return AttentionBackend::kMath;
+  throw UsageError(str_cat("unknown attention backend '", name, "' (expected fused or math)"));
+}
+
+std::string attention_backend_name(AttentionBackend backend) {
+  return backend == AttentionBackend::kFused ? "fused" : "math";
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::TensorOptions& options) {
+  weight = register_parameter("weight", torch::empty({out, in}, options));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}, options));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) const {
+  return bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
+}
+
+LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const torch::TensorOptions& options) : eps(eps_) {
+  weight = register_parameter("weight", torch::empty({dim}, options));
+  bias = register_parameter("bias", torch::empty({dim}, options));
+}
+
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) const {
+  return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+}
+
+RmsNormImpl::RmsNormImpl(int64_t dim, double eps_, const torch::TensorOptions& options) : eps(eps_) {
+  weight = register_parameter("weight", torch::empty({dim}, options));
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) const {
+  auto xf = x.to(torch::kFloat32);
+  xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t rows, int64_t dim, const torch::TensorOptions& options, int64_t padding)
+    : padding_idx(padding) {
+  weight = register_parameter("weight", torch::empty({rows, dim}, options));
+}
+
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) const { return torch::embedding(weight, ids, padding_idx); }
+
+torch::Tensor rope_inv_freq(const RopeSettings& rope, int64_t head_dim) {
+  auto idx = torch::arange(0, head_dim, 2, torch::TensorOptions().dtype(torch::kInt64)).to(torch::kFloat32);
+  auto inv_freq = 1.0 / torch::pow(torch::tensor(rope.theta, torch::kFloat32), idx / static_cast<double>(head_dim));
+  if (rope.type == "default") return inv_freq;
+  LLAVACOT_CHECK(rope.type == "llama3", UsageError, "unsupported rope type '", rope.type, "'");
+  const double old_ctx = static_cast<double>(rope.original_max_position);
+  const double low_wavelen = old_ctx / rope.low_freq_factor;
+  const double high_wavelen = old_ctx / rope.high_freq_factor;
+  auto wavelen = 2.0 * M_PI / inv_freq;
+  auto scaled = torch::where(wavelen > low_wavelen, inv_freq / rope.factor, inv_freq);
+  auto smooth = (old_ctx / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor);
+  auto smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled;
+  auto is_medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+  return torch::where(is_medium, smoothed, scaled);
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& inv_freq, const torch::Tensor& position_ids,
+                                                     torch::ScalarType dtype) {
+  auto freqs = position_ids.to(torch::kFloat32).unsqueeze(-1) * inv_freq.to(position_ids.device()).view({1, 1, -1});
+  auto emb = torch::cat({freqs, freqs}, -1);
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  auto rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1);
+}
+
+torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
+  if (groups == 1) return x;
+  const auto b = x.size(0), h = x.size(1), l = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, h, groups, l, d}).reshape({b, h * groups, l, d});
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& mask, double scale, AttentionBackend backend) {
+  const int64_t groups = q.size(1) / k.size(1);
+  if (backend == AttentionBackend::kFused) {
+    std::optional<torch::Tensor> m;
+    if (mask.defined()) m = mask.to(q.scalar_type());
+    return torch::scaled_dot_product_attention(q, k, v, m, 0.0, false, scale, /*enable_gqa=*/groups > 1);
+  }
+  auto kk = repeat_kv(k, groups), vv = repeat_kv(v, groups);
+  auto scores = torch::matmul(q, kk.transpose(2, 3)) * scale;
+  if (mask.defined()) scores = scores + mask.to(scores.scalar_type());
+  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+  return torch::matmul(probs, vv);
+}
+
+double dtype_min(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return std::numeric_limits<float>::lowest();
+    case torch::kFloat64: return std::numeric_limits<double>::lowest();
+    case torch::kBFloat16: return -3.3895313892515355e38;
+    case torch::kFloat16: return -65504.0;
+    default: throw UsageError(str_cat("no masking bias for dtype ", c10::toString(dtype)));
+  }
+}
+
+}  // namespace llavacot::model

@@ -1,0 +1,218 @@
+#include "llavacot/model/mllama.h"
+
+#include <cmath>
+
+#include "llavacot/util/error.h"
+
+namespace llavacot::model {
+
+MllamaForConditionalGenerationImpl::MllamaForConditionalGenerationImpl(const MllamaConfig& c,
+                                                                       const torch::TensorOptions& options)
+    : config(c) {
+  c.validate("model config");
+  vision_model = register_module("vision_model", VisionModel(c.vision, options));
+  multi_modal_projector = register_module(
+      "multi_modal_projector", Linear(c.vision.vision_output_dim, c.text.hidden_size, true, options));
+  language_model = register_module("language_model", CausalLm(c.text, options));
+}
+
+torch::Tensor MllamaForConditionalGenerationImpl::vision_features(const torch::Tensor& pixel_values,
+                                                                  const torch::Tensor& aspect_ratio_ids,
+                                                                  const torch::Tensor& aspect_ratio_mask) const {
+  LLAVACOT_CHECK(aspect_ratio_ids.defined() && aspect_ratio_mask.defined(), UsageError,
+                 "pixel_values need aspect_ratio_ids and aspect_ratio_mask");
+  return vision_model->forward(pixel_values, aspect_ratio_ids, aspect_ratio_mask, runtime.backend, runtime.vision_taps);
+}
+
+torch::Tensor MllamaForConditionalGenerationImpl::cross_attention_states(const torch::Tensor& pixel_values,
+                                                                         const torch::Tensor& aspect_ratio_ids,
+                                                                         const torch::Tensor& aspect_ratio_mask) const {
+  auto features = vision_features(pixel_values, aspect_ratio_ids, aspect_ratio_mask);
+  return multi_modal_projector->forward(features).reshape({features.size(0), -1, config.text.hidden_size});
+}
+
+MllamaOutput MllamaForConditionalGenerationImpl::forward(const MllamaInputs& in, GenerationCache* cache) const {
+  LLAVACOT_CHECK(in.input_ids.defined() && in.input_ids.dim() == 2, UsageError, "input_ids must be [B, S]");
+  const auto& lm_weight = language_model->lm_head->weight;
+  const auto dtype = lm_weight.scalar_type();
+  const auto device = lm_weight.device();
+  auto ids = in.input_ids.to(device, torch::kInt64);
+  const auto b = ids.size(0), s = ids.size(1);
+  LLAVACOT_CHECK(s > 0, UsageError, "input_ids has no tokens");
+  auto mask_new = in.attention_mask.defined() ? in.attention_mask.to(device, torch::kInt64)
+                                              : torch::ones({b, s}, torch::TensorOptions(device).dtype(torch::kInt64));
+  LLAVACOT_CHECK(mask_new.sizes() == ids.sizes(), UsageError, "attention_mask ", mask_new.sizes(),
+                 " does not match input_ids ", ids.sizes());
+  if (cache && cache->rows() > 0)
+    LLAVACOT_CHECK(cache->rows() == b, UsageError, "the cache holds ", cache->rows(), " rows, the step has ", b);
+
+  // Self-attention: causal over the cached and new slots, padding slots masked.
+  const int64_t past = cache ? cache->self.length() : 0;
+  torch::Tensor key_valid;
+  if (cache) {
+    if (cache->self.rows() == 0) cache->self = KvCache(config.text.num_hidden_layers);
+    cache->self.begin_step(mask_new.to(torch::kBool));
+    key_valid = cache->self.valid();
+  } else {
+    key_valid = mask_new.to(torch::kBool);
+  }
+  torch::Tensor positions = in.position_ids;
+  if (!positions.defined()) {
+    auto base = cache ? cache->self.next_position().to(device) : torch::zeros({b}, ids.options());
+    positions = (base.unsqueeze(1) + mask_new.cumsum(1) - 1).masked_fill(mask_new == 0, 1);
+  }
+  positions = positions.to(device, torch::kInt64);
+  const int64_t total = past + s;
+  auto query_slot = torch::arange(past, total, ids.options()).view({1, 1, s, 1});
+  auto key_slot = torch::arange(total, ids.options()).view({1, 1, 1, total});
+  auto allowed = (key_slot <= query_slot).logical_and(key_valid.view({b, 1, 1, total}));
+  TextStep step;
+  step.self_mask = torch::zeros(allowed.sizes(), torch::TensorOptions(device).dtype(dtype))
+                       .masked_fill(allowed.logical_not(), dtype_min(dtype));
+  std::tie(step.cos, step.sin) = rope_cos_sin(language_model->model->inv_freq, positions, dtype);
+  step.cache = cache ? &cache->self : nullptr;
+  step.backend = runtime.backend;
+  step.row_masking = runtime.row_masking;
+
+  // Cross-attention: fresh vision states, or the ones the cache holds.
+  int64_t tokens_per_tile = config.vision.patches_per_tile() + 1;
+  if (in.pixel_values.defined()) {
+    LLAVACOT_CHECK(!cache || cache->cross.empty(), UsageError,
+                   "images can only be given while the cache holds none (pass them with the prompt)");
+    step.cross_states = cross_attention_states(in.pixel_values.to(device), in.aspect_ratio_ids.to(device),
+                                               in.aspect_ratio_mask.to(device));
+    LLAVACOT_CHECK(step.cross_states.size(0) == b, UsageError, "pixel_values has ", step.cross_states.size(0),
+                   " rows, input_ids ", b);
+    if (cache) {
+      step.cross = &cache->cross;
+      std::vector<int64_t> rows(static_cast<size_t>(b));
+      for (int64_t r = 0; r < b; ++r) rows[static_cast<size_t>(r)] = r;
+      cache->cross.set_row_entry(rows);
+    }
+  } else if (cache && !cache->cross.empty()) {
+    step.cross = &cache->cross;
+    step.row_entry = cache->cross.row_entry();
+  }
+  const bool have_vision = step.cross_states.defined() || step.cross;
+  if (have_vision) {
+    torch::Tensor xmask = in.cross_attention_mask;
+    if (!xmask.defined() && cache && cache->cross.last_mask_row.defined())
+      xmask = cache->cross.last_mask_row.unsqueeze(1).expand({b, s, -1, -1});
+    if (xmask.defined()) {
+      xmask = xmask.to(device);
+      LLAVACOT_CHECK(xmask.dim() == 4 && xmask.size(0) == b && xmask.size(1) == s, UsageError,
+                     "cross_attention_mask must be [B, S, M, T] = [", b, ", ", s, ", M, T], got ", xmask.sizes());
+      const int64_t lv = step.cross_states.defined() ? step.cross_states.size(1) : cache->cross.vision_tokens();
+      LLAVACOT_CHECK(xmask.size(2) * xmask.size(3) * tokens_per_tile == lv, UsageError, "cross_attention_mask ",
+                     xmask.sizes(), " covers ", xmask.size(2) * xmask.size(3) * tokens_per_tile,
+                     " vision tokens, the images have ", lv);
+      std::tie(step.cross_mask, step.row_mask) = prepare_cross_attention_mask(xmask, tokens_per_tile, dtype);
+      if (cache) cache->cross.last_mask_row = xmask.select(1, s - 1).to(torch::kFloat32).clone();
+    }
+  }
+
+  auto h = language_model->model->forward(ids, step);
+  if (cache) cache->self.end_step();
+  if (in.logits_to_keep > 0 && in.logits_to_keep < s) h = h.narrow(1, s - in.logits_to_keep, in.logits_to_keep);
+  MllamaOutput out;
+  out.logits = language_model->lm_head->forward(h);
+  if (in.labels.defined()) {
+    LLAVACOT_CHECK(in.logits_to_keep == 0 || in.logits_to_keep >= s, UsageError, "labels need every position's logits");
+    out.loss = causal_lm_loss(out.logits, in.labels.to(device));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> MllamaForConditionalGenerationImpl::named_weights() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, int64_t* count) {
+  LLAVACOT_CHECK(logits.dim() == 3 && labels.dim() == 2 && logits.size(0) == labels.size(0) &&
+                     logits.size(1) == labels.size(1),
+                 UsageError, "loss needs logits [B, S, V] and labels [B, S], got ", logits.sizes(), " and ",
+                 labels.sizes());
+  const auto v = logits.size(2);
+  auto shifted = torch::constant_pad_nd(labels.to(torch::kInt64), {0, 1}, kIgnoreIndex).narrow(1, 1, labels.size(1));
+  auto flat_labels = shifted.reshape({-1});
+  if (count) *count = (flat_labels != kIgnoreIndex).sum().item<int64_t>();
+  return torch::nn::functional::cross_entropy(
+      logits.to(torch::kFloat32).reshape({-1, v}), flat_labels,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kMean));
+}
+
+void init_weights(MllamaForConditionalGeneration& model, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const double std_dev = model->config.text.initializer_range;
+  auto ends_with = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (auto& [name, p] : model->named_weights()) {
+    auto cpu = torch::empty(p.sizes(), torch::kFloat32);
+    const bool norm_weight = ends_with(name, "norm.weight") || ends_with(name, "layernorm_pre.weight") ||
+                             ends_with(name, "layernorm_post.weight");
+    if (norm_weight) {
+      cpu.fill_(1.0);
+    } else if (ends_with(name, ".bias")) {
+      cpu.zero_();
+    } else if (ends_with(name, "gate_attn") || ends_with(name, "gate_ffn")) {
+      cpu.normal_(0.0, std_dev, gen);  // the global encoder's gates
+    } else if (ends_with(name, "gate")) {
+      cpu.zero_();  // positional / tile gates and the cross-attention gates
+    } else {
+      cpu.normal_(0.0, std_dev, gen);
+    }
+    if (name == "language_model.model.embed_tokens.weight") {
+      const auto pad = model->config.text.pad_token_id;
+      if (pad >= 0 && pad < cpu.size(0)) cpu[pad].zero_();
+    }
+    if (p.device().is_meta()) continue;
+    p.copy_(cpu);
+  }
+}
+
+double forward_flops(const MllamaConfig& c, double tokens, double context, double vision_tokens) {
+  const auto& t = c.text;
+  const double hid = static_cast<double>(t.hidden_size), qdim = static_cast<double>(t.num_attention_heads * t.head_dim());
+  const double kvdim = static_cast<double>(t.num_key_value_heads * t.head_dim());
+  const double inter = static_cast<double>(t.intermediate_size);
+  double cross_layers = static_cast<double>(t.cross_attention_layers.size());
+  double self_layers = static_cast<double>(t.num_hidden_layers) - cross_layers;
+  const double mlp = 3 * hid * inter;
+  double per_token = self_layers * (2 * (2 * hid * qdim + 2 * hid * kvdim + mlp) + 4 * qdim * context);
+  if (vision_tokens > 0) per_token += cross_layers * (2 * (2 * hid * qdim + mlp) + 4 * qdim * vision_tokens);
+  per_token += 2 * hid * static_cast<double>(t.vocab_size);
+  return per_token * tokens;
+}
+
+double vision_flops(const MllamaConfig& c, double images) {
+  const auto& v = c.vision;
+  const double vh = static_cast<double>(v.hidden_size), vi = static_cast<double>(v.intermediate_size);
+  const double p = static_cast<double>(v.patches_per_tile() + 1);
+  const double p8 = p + static_cast<double>((8 - (v.patches_per_tile() + 1) % 8) % 8);
+  const double tiles = static_cast<double>(v.max_num_tiles), l = tiles * p8;
+  const double layers = static_cast<double>(v.num_hidden_layers + v.num_global_layers);
+  double per_image = layers * (2 * (4 * vh * vh + 2 * vh * vi) * l + 4 * vh * l * l);
+  per_image += 2 * static_cast<double>(v.num_channels * v.patch_size * v.patch_size) * vh * tiles * (p - 1);
+  per_image += 2 * static_cast<double>(v.vision_output_dim) * static_cast<double>(c.text.hidden_size) * tiles * p;
+  // K/V of the projected states in every cross layer.
+  per_image += static_cast<double>(c.text.cross_attention_layers.size()) * 4 * static_cast<double>(c.text.hidden_size) *
+               static_cast<double>(c.text.num_key_value_heads * c.text.head_dim()) * tiles * p;
+  return per_image * images;
+}
+
+double decode_weight_bytes(const MllamaConfig& c, int64_t bytes_per_element, bool with_images) {
+  double elements = 0;
+  for (const auto& p : parameter_table(c)) {
+    if (p.area == "text_self" || p.area == "lm_head") elements += static_cast<double>(p.numel());
+    if (p.area == "text_cross" && with_images && p.name.find("k_proj") == std::string::npos &&
+        p.name.find("v_proj") == std::string::npos)
+      elements += static_cast<double>(p.numel());
+  }
+  return elements * static_cast<double>(bytes_per_element);
+}
+
+}  // namespace llavacot::model
