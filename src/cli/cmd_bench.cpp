@@ -262,7 +262,7 @@ void bench_image(int threads, const std::string& python, const std::string& out_
 void register_bench(CLI::App& app) {
   struct Args {
     std::string what, tokenizer, python = "python3", out_dir = "runs/bench";
-    std::string preset = "small";
+    std::string preset = "small", profile_dir, attention = "fused";
     double megabytes = 12;
     int threads = 0;
     bool quick = false, no_peer = false;
@@ -275,6 +275,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--preset", a->preset, "model preset or config.json for the model benchmark (default small)");
   cmd->add_flag("--quick", a->quick, "model benchmark: small shapes (a smoke run, not a measurement)");
   cmd->add_flag("--no-peer", a->no_peer, "model benchmark: skip transformers");
+  cmd->add_option("--profile", a->profile_dir, "model benchmark: write chrome traces of one train step here")
+      ->type_name("DIR");
+  cmd->add_option("--attention", a->attention, "model benchmark: attention backend, fused | math (default fused)");
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json for the tokenizer benchmark")->type_name("FILE");
   cmd->add_option("--mb", a->megabytes, "corpus size in MB (default 12)");
   cmd->add_option("--threads", a->threads, "threads for the batch figures (0 = all cores)");
@@ -290,7 +293,7 @@ void register_bench(CLI::App& app) {
     } else if (a->what == "model") {
       BenchModelArgs m;
       m.preset = a->preset, m.python = a->python, m.out_dir = a->out_dir, m.threads = threads;
-      m.quick = a->quick, m.no_peer = a->no_peer;
+      m.quick = a->quick, m.no_peer = a->no_peer, m.profile_dir = a->profile_dir, m.attention = a->attention;
       bench_model(m);
     }
   });

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <torch/torch.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "common.h"
 #include "llavacot/model/mllama.h"
@@ -60,7 +61,7 @@ double matvec_bytes_per_s(torch::ScalarType dtype) {
 }
 
 struct Shapes {
-  int64_t train_batch = 2, train_seq = 256, train_iters = 3;
+  int64_t train_batch = 2, train_seq = 256, train_iters = 5;
   int64_t prefill_seq = 512, prefill_iters = 3;
   std::vector<int64_t> decode_batches{1, 8};
   int64_t decode_prompt = 64, decode_steps = 32;
@@ -86,8 +87,10 @@ model::MllamaInputs bench_inputs(const model::MllamaConfig& c, int64_t batch, in
   return in;
 }
 
-nlohmann::json measure_ours(const model::MllamaConfig& c, torch::ScalarType dtype, const Shapes& sh) {
+nlohmann::json measure_ours(const model::MllamaConfig& c, torch::ScalarType dtype, const Shapes& sh,
+                            const std::string& profile_path, const std::string& attention) {
   model::MllamaForConditionalGeneration m(c, torch::TensorOptions().dtype(dtype));
+  m->runtime.backend = model::parse_attention_backend(attention);
   model::init_weights(m, 0);
   nlohmann::json r;
   {
@@ -99,6 +102,10 @@ nlohmann::json measure_ours(const model::MllamaConfig& c, torch::ScalarType dtyp
     };
     step();
     r["train_s"] = best_time(static_cast<int>(sh.train_iters), step);
+    if (!profile_path.empty()) {
+      torch::autograd::profiler::RecordProfile profile(profile_path);
+      step();
+    }
   }
   torch::NoGradGuard no_grad;
   {
@@ -124,8 +131,41 @@ nlohmann::json measure_ours(const model::MllamaConfig& c, torch::ScalarType dtyp
       logits = m->forward(step, &cache).logits;
     }
     r["decode"][std::to_string(batch)] = since(t0);
+    if (!profile_path.empty() && batch == sh.decode_batches.front()) {
+      torch::autograd::profiler::RecordProfile profile(profile_path + ".decode.json");
+      for (int i = 0; i < 8; ++i) {
+        step.input_ids = logits.select(1, -1).argmax(-1, true);
+        logits = m->forward(step, &cache).logits;
+      }
+    }
   }
   return r;
+}
+
+// Batch-1 text decoding through two self-attention layers and the lm_head of the 11B preset's shapes (bf16),
+// where the weights rather than per-call overheads decide the speed. Returns seconds per step and bytes per step.
+std::pair<double, double> decode_at_11b_shapes(int64_t steps) {
+  auto c = model::load_preset("llama-3.2-11b-vision");
+  auto tiny = model::load_preset("tiny");
+  c.text.num_hidden_layers = 2;
+  c.text.cross_attention_layers.clear();
+  c.vision = tiny.vision;  // text-only prompts never run it
+  torch::NoGradGuard no_grad;
+  model::MllamaForConditionalGeneration m(c, torch::TensorOptions().dtype(torch::kBFloat16));
+  for (auto& [name, p] : m->named_weights()) p.uniform_(-0.02, 0.02);
+  model::MllamaInputs in;
+  in.input_ids = torch::randint(0, 1000, {1, 16}, torch::kInt64);
+  in.logits_to_keep = 1;
+  model::GenerationCache cache;
+  auto logits = m->forward(in, &cache).logits;
+  model::MllamaInputs step;
+  step.logits_to_keep = 1;
+  auto t0 = Clock::now();
+  for (int64_t i = 0; i < steps; ++i) {
+    step.input_ids = logits.select(1, -1).argmax(-1, true);
+    logits = m->forward(step, &cache).logits;
+  }
+  return {since(t0) / static_cast<double>(steps), model::decode_weight_bytes(c, 2, false)};
 }
 
 }  // namespace
@@ -139,6 +179,7 @@ void bench_model(const BenchModelArgs& args) {
     sh.decode_batches = {1, 2}, sh.decode_prompt = 8, sh.decode_steps = 4;
   }
   fs::create_dirs(args.out_dir);
+  if (!args.profile_dir.empty()) fs::create_dirs(args.profile_dir);
   const std::string config_dir = args.out_dir + "/bench_model_config";
   fs::create_dirs(config_dir);
   fs::write_file_atomic(config_dir + "/config.json", model::config_json(c));
@@ -182,7 +223,8 @@ void bench_model(const BenchModelArgs& args) {
     LOG_INFO("bench", "measuring ", name);
     const double peak = peak_matmul_flops(dtype);
     const double bandwidth = matvec_bytes_per_s(dtype);
-    auto ours = measure_ours(c, dtype, sh);
+    auto ours = measure_ours(c, dtype, sh,
+                             args.profile_dir.empty() ? "" : args.profile_dir + "/train_step_" + name + ".json", args.attention);
     const auto elsize = static_cast<int64_t>(c10::elementSize(dtype));
     const double step_bytes = model::decode_weight_bytes(c, elsize, true);
     nlohmann::json d = {{"peak_matmul_tflops", peak / 1e12}, {"matvec_gb_per_s", bandwidth / 1e9},
@@ -210,6 +252,13 @@ void bench_model(const BenchModelArgs& args) {
     }
     rec[name] = d;
   }
+  if (!args.quick) {
+    LOG_INFO("bench", "batch-1 bf16 decoding at the 11B preset's layer shapes (2 layers + lm_head)");
+    auto [step_s, bytes] = decode_at_11b_shapes(16);
+    const double bw = rec["bfloat16"]["matvec_gb_per_s"].get<double>() * 1e9;
+    rec["decode_11b_shapes_bf16"] = {{"layers", 2}, {"weight_mb_per_step", bytes / 1e6},
+                                     {"tokens_per_s", 1.0 / step_s}, {"bandwidth_fraction", bytes / step_s / bw}};
+  }
   std::cout << rec.dump() << "\n\n" << std::fixed << std::setprecision(2);
   for (const char* name : {"float32", "bfloat16"}) {
     const auto& d = rec[name];
@@ -225,6 +274,12 @@ void bench_model(const BenchModelArgs& args) {
       }
       std::cout << "\n";
     }
+  }
+  if (rec.contains("decode_11b_shapes_bf16")) {
+    const auto& d = rec["decode_11b_shapes_bf16"];
+    std::cout << "bfloat16 batch-1 decode at 11B layer shapes (2 layers + lm_head, "
+              << d["weight_mb_per_step"].get<double>() << " MB/step): " << d["tokens_per_s"].get<double>()
+              << " tokens/s, " << d["bandwidth_fraction"].get<double>() << " of the bandwidth bound\n";
   }
 }
 

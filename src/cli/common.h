@@ -38,6 +38,8 @@ struct BenchModelArgs {
   int threads = 1;
   bool quick = false;    // small shapes, for smoke tests
   bool no_peer = false;  // skip transformers
+  std::string profile_dir;  // when set: a chrome trace of one train step per dtype
+  std::string attention = "fused";
 };
 void bench_model(const BenchModelArgs& args);
 

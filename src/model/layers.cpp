@@ -22,6 +22,36 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::Ten
   if (with_bias) bias = register_parameter("bias", torch::empty({out}, options));
 }
 
+LinearImpl::LinearImpl(const torch::Tensor& w) { weight = register_parameter("weight", w); }
+
+RowBlockLinears::RowBlockLinears(torch::nn::Module& owner, const std::vector<std::string>& names,
+                                 const std::vector<int64_t>& outs, int64_t in, const torch::TensorOptions& options)
+    : outs_(outs) {
+  int64_t total = 0;
+  for (auto o : outs) total += o;
+  block_ = torch::empty({total, in}, options.requires_grad(false));
+  int64_t row = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    parts_.push_back(owner.register_module(names[i], Linear(block_.narrow(0, row, outs[i]))));
+    row += outs[i];
+  }
+}
+
+std::vector<torch::Tensor> RowBlockLinears::forward(const torch::Tensor& x) const {
+  bool fused = !torch::GradMode::is_enabled() && !block_.device().is_meta();
+  int64_t offset = 0;
+  for (size_t i = 0; fused && i < parts_.size(); ++i) {
+    const auto& w = parts_[i]->weight;
+    fused = w.scalar_type() == block_.scalar_type() && w.device() == block_.device() && w.is_contiguous() &&
+            w.data_ptr() == static_cast<const char*>(block_.data_ptr()) + offset;
+    offset += w.numel() * static_cast<int64_t>(w.element_size());
+  }
+  if (fused) return torch::linear(x, block_).split_with_sizes(outs_, -1);
+  std::vector<torch::Tensor> out;
+  for (const auto& p : parts_) out.push_back(p->forward(x));
+  return out;
+}
+
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) const {
   return bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
 }
@@ -71,14 +101,14 @@ torch::Tensor rope_inv_freq(const RopeSettings& rope, int64_t head_dim) {
 std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& inv_freq, const torch::Tensor& position_ids,
                                                      torch::ScalarType dtype) {
   auto freqs = position_ids.to(torch::kFloat32).unsqueeze(-1) * inv_freq.to(position_ids.device()).view({1, 1, -1});
-  auto emb = torch::cat({freqs, freqs}, -1);
-  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+  auto cos = torch::cat({freqs, freqs}, -1).cos().to(dtype).unsqueeze(1);
+  auto sin = freqs.sin().to(dtype);
+  return {cos, torch::cat({-sin, sin}, -1).unsqueeze(1)};
 }
 
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  auto rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-  return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1);
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& signed_sin) {
+  // rotate_half(x) * sin = cat(-x2, x1) * cat(s1, s2) = roll(x, half) * cat(-s1, s2): the same products.
+  return x * cos + x.roll(x.size(-1) / 2, -1) * signed_sin;
 }
 
 torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
@@ -88,16 +118,22 @@ torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
 }
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& mask, double scale, AttentionBackend backend) {
+                        const torch::Tensor& mask, double scale, AttentionBackend backend, bool causal) {
   const int64_t groups = q.size(1) / k.size(1);
+  LLAVACOT_CHECK(!(causal && mask.defined()), UsageError, "attention takes a mask or causal, not both");
   if (backend == AttentionBackend::kFused) {
     std::optional<torch::Tensor> m;
-    if (mask.defined()) m = mask.to(q.scalar_type());
-    return torch::scaled_dot_product_attention(q, k, v, m, 0.0, false, scale, /*enable_gqa=*/groups > 1);
+    if (mask.defined()) m = mask.scalar_type() == q.scalar_type() ? mask : mask.to(q.scalar_type());
+    return torch::scaled_dot_product_attention(q, k, v, m, 0.0, causal, scale, /*enable_gqa=*/groups > 1);
   }
   auto kk = repeat_kv(k, groups), vv = repeat_kv(v, groups);
   auto scores = torch::matmul(q, kk.transpose(2, 3)) * scale;
   if (mask.defined()) scores = scores + mask.to(scores.scalar_type());
+  if (causal) {
+    const auto s = q.size(2), l = k.size(2);
+    auto above = torch::ones({s, l}, q.options().dtype(torch::kBool)).triu(l - s + 1);
+    scores = scores.masked_fill(above, dtype_min(scores.scalar_type()));
+  }
   auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
   return torch::matmul(probs, vv);
 }

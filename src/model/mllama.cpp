@@ -63,12 +63,19 @@ MllamaOutput MllamaForConditionalGenerationImpl::forward(const MllamaInputs& in,
   }
   positions = positions.to(device, torch::kInt64);
   const int64_t total = past + s;
-  auto query_slot = torch::arange(past, total, ids.options()).view({1, 1, s, 1});
-  auto key_slot = torch::arange(total, ids.options()).view({1, 1, 1, total});
-  auto allowed = (key_slot <= query_slot).logical_and(key_valid.view({b, 1, 1, total}));
   TextStep step;
-  step.self_mask = torch::zeros(allowed.sizes(), torch::TensorOptions(device).dtype(dtype))
-                       .masked_fill(allowed.logical_not(), dtype_min(dtype));
+  const bool all_valid = key_valid.all().item<bool>();
+  if (all_valid && s == 1) {
+    // One new token after real ones: it may see every slot, no mask is needed.
+  } else if (all_valid && past == 0 && runtime.backend == AttentionBackend::kFused) {
+    step.causal = true;  // the fused kernel skips the blocks above the diagonal
+  } else {
+    auto query_slot = torch::arange(past, total, ids.options()).view({1, 1, s, 1});
+    auto key_slot = torch::arange(total, ids.options()).view({1, 1, 1, total});
+    auto allowed = (key_slot <= query_slot).logical_and(key_valid.view({b, 1, 1, total}));
+    step.self_mask = torch::zeros(allowed.sizes(), torch::TensorOptions(device).dtype(dtype))
+                         .masked_fill(allowed.logical_not(), dtype_min(dtype));
+  }
   std::tie(step.cos, step.sin) = rope_cos_sin(language_model->model->inv_freq, positions, dtype);
   step.cache = cache ? &cache->self : nullptr;
   step.backend = runtime.backend;
@@ -96,8 +103,6 @@ MllamaOutput MllamaForConditionalGenerationImpl::forward(const MllamaInputs& in,
   const bool have_vision = step.cross_states.defined() || step.cross;
   if (have_vision) {
     torch::Tensor xmask = in.cross_attention_mask;
-    if (!xmask.defined() && cache && cache->cross.last_mask_row.defined())
-      xmask = cache->cross.last_mask_row.unsqueeze(1).expand({b, s, -1, -1});
     if (xmask.defined()) {
       xmask = xmask.to(device);
       LLAVACOT_CHECK(xmask.dim() == 4 && xmask.size(0) == b && xmask.size(1) == s, UsageError,
@@ -107,7 +112,15 @@ MllamaOutput MllamaForConditionalGenerationImpl::forward(const MllamaInputs& in,
                      xmask.sizes(), " covers ", xmask.size(2) * xmask.size(3) * tokens_per_tile,
                      " vision tokens, the images have ", lv);
       std::tie(step.cross_mask, step.row_mask) = prepare_cross_attention_mask(xmask, tokens_per_tile, dtype);
-      if (cache) cache->cross.last_mask_row = xmask.select(1, s - 1).to(torch::kFloat32).clone();
+      if (cache) {
+        cache->cross.last_mask_row = xmask.select(1, s - 1).clone();
+        cache->cross.last_bias = step.cross_mask.narrow(2, s - 1, 1).clone();
+        cache->cross.last_row_mask = step.row_mask.narrow(1, s - 1, 1).clone();
+      }
+    } else if (cache && cache->cross.last_bias.defined()) {
+      // New tokens see what their row's last token saw (spec §7).
+      step.cross_mask = cache->cross.last_bias.expand({b, 1, s, cache->cross.last_bias.size(3)});
+      step.row_mask = cache->cross.last_row_mask.expand({b, s, 1});
     }
   }
 

@@ -29,29 +29,36 @@ bool is_identity(const std::vector<int64_t>& rows, int64_t batch) {
 
 TextMlpImpl::TextMlpImpl(const MllamaTextConfig& c, const torch::TensorOptions& options) {
   LLAVACOT_CHECK(c.hidden_act == "silu", UsageError, "text hidden_act '", c.hidden_act, "' is not supported (silu)");
-  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, false, options));
-  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, false, options));
+  gate_up = RowBlockLinears(*this, {"gate_proj", "up_proj"}, {c.intermediate_size, c.intermediate_size},
+                            c.hidden_size, options);
+  gate_proj = gate_up[0];
+  up_proj = gate_up[1];
   down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, false, options));
 }
 
 torch::Tensor TextMlpImpl::forward(const torch::Tensor& x) const {
-  return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  auto gu = gate_up.forward(x);
+  return down_proj->forward(torch::silu(gu[0]) * gu[1]);
 }
 
 TextSelfAttentionImpl::TextSelfAttentionImpl(const MllamaTextConfig& c, const torch::TensorOptions& options)
     : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim()) {
-  q_proj = register_module("q_proj", Linear(c.hidden_size, heads * head_dim, false, options));
-  k_proj = register_module("k_proj", Linear(c.hidden_size, kv_heads * head_dim, false, options));
-  v_proj = register_module("v_proj", Linear(c.hidden_size, kv_heads * head_dim, false, options));
+  qkv = RowBlockLinears(*this, {"q_proj", "k_proj", "v_proj"},
+                        {heads * head_dim, kv_heads * head_dim, kv_heads * head_dim}, c.hidden_size, options);
+  q_proj = qkv[0];
+  k_proj = qkv[1];
+  v_proj = qkv[2];
   o_proj = register_module("o_proj", Linear(heads * head_dim, c.hidden_size, false, options));
 }
 
 torch::Tensor TextSelfAttentionImpl::forward(const torch::Tensor& x, const TextStep& step, int64_t layer) const {
-  auto q = apply_rope(split_heads(q_proj->forward(x), heads, head_dim), step.cos, step.sin);
-  auto k = apply_rope(split_heads(k_proj->forward(x), kv_heads, head_dim), step.cos, step.sin);
-  auto v = split_heads(v_proj->forward(x), kv_heads, head_dim);
+  auto proj = qkv.forward(x);
+  auto q = apply_rope(split_heads(proj[0], heads, head_dim), step.cos, step.sin);
+  auto k = apply_rope(split_heads(proj[1], kv_heads, head_dim), step.cos, step.sin);
+  auto v = split_heads(proj[2], kv_heads, head_dim);
   if (step.cache) std::tie(k, v) = step.cache->append(layer, k, v);
-  auto out = attention(q, k, v, step.self_mask, 1.0 / std::sqrt(static_cast<double>(head_dim)), step.backend);
+  auto out = attention(q, k, v, step.self_mask, 1.0 / std::sqrt(static_cast<double>(head_dim)), step.backend,
+                       step.causal);
   return o_proj->forward(merge_heads(out));
 }
 

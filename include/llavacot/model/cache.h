@@ -65,6 +65,8 @@ class CrossKv {
   bool identity_rows() const;
   /// The 0/1 [rows, M, T] visibility of each row's last token; new tokens inherit it (spec §7).
   torch::Tensor last_mask_row;
+  /// The same row prepared (prepare_cross_attention_mask): additive [rows, 1, 1, Lv] and multiplier [rows, 1, 1].
+  torch::Tensor last_bias, last_row_mask;
 
   void select_rows(const std::vector<int64_t>& index);
   int64_t bytes() const;

@@ -20,10 +20,31 @@ std::string attention_backend_name(AttentionBackend backend);
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& options);
+  /// A bias-free projection whose weight is the given tensor (e.g. a row block of a larger one).
+  explicit LinearImpl(const torch::Tensor& weight);
   torch::Tensor forward(const torch::Tensor& x) const;
   torch::Tensor weight, bias;
 };
 TORCH_MODULE(Linear);
+
+/// Bias-free projections of the same input (q/k/v, or gate/up) whose weights are consecutive row blocks of one
+/// [sum(outs), in] tensor. Each stays a Linear module with its own parameter and name; without gradients they
+/// run as one matmul over the block (fewer, larger products at decode time).
+class RowBlockLinears {
+ public:
+  RowBlockLinears() = default;
+  RowBlockLinears(torch::nn::Module& owner, const std::vector<std::string>& names, const std::vector<int64_t>& outs,
+                  int64_t in, const torch::TensorOptions& options);
+  Linear operator[](size_t i) const { return parts_[i]; }
+  /// One output per part. Uses the block only while every weight still points into it (a module moved with
+  /// to() gets fresh storage and falls back to separate products).
+  std::vector<torch::Tensor> forward(const torch::Tensor& x) const;
+
+ private:
+  std::vector<Linear> parts_;
+  std::vector<int64_t> outs_;
+  torch::Tensor block_;
+};
 
 /// LayerNorm with weight and bias (vision encoder).
 class LayerNormImpl : public torch::nn::Module {
@@ -66,19 +87,21 @@ struct RopeSettings {
 };
 /// inv_freq [head_dim / 2], float32, on CPU.
 torch::Tensor rope_inv_freq(const RopeSettings& rope, int64_t head_dim);
-/// cos and sin [B, S, head_dim] for position ids [B, S], cast to `dtype`.
+/// cos and the signed sin, each [B, 1, S, head_dim], for position ids [B, S], cast to `dtype`. The signed sin
+/// has its first half negated, which lets apply_rope rotate with one roll instead of rotate_half's slices.
 std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& inv_freq, const torch::Tensor& position_ids,
                                                      torch::ScalarType dtype);
-/// x * cos + rotate_half(x) * sin for x [B, H, S, D] and cos/sin [B, S, D].
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+/// x * cos + rotate_half(x) * sin for x [B, H, S, D] (bit-identical to the reference formula).
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& signed_sin);
 
 /// Repeats each of the kv heads of x [B, Hkv, L, D] `groups` times: [B, Hkv*groups, L, D].
 torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups);
 
 /// Attention over q [B, H, S, D] and k, v [B, Hkv, L, D] (H a multiple of Hkv: grouped-query) with an
-/// optional additive mask broadcastable to [B, H, S, L]. Returns [B, H, S, D] in q's dtype.
+/// optional additive mask broadcastable to [B, H, S, L], or `causal` (S == L, no mask). Returns [B, H, S, D]
+/// in q's dtype.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& mask, double scale, AttentionBackend backend);
+                        const torch::Tensor& mask, double scale, AttentionBackend backend, bool causal = false);
 
 /// The most negative finite value of a floating dtype (the reference's masking bias).
 double dtype_min(torch::ScalarType dtype);

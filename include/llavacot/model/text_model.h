@@ -19,8 +19,9 @@ enum class RowMasking { kHuggingFace, kMeta };
 
 /// What every decoder layer needs for one forward call.
 struct TextStep {
-  torch::Tensor cos, sin;          // [B, S, head_dim]
-  torch::Tensor self_mask;         // additive [B, 1, S, L] (L = cached + S slots)
+  torch::Tensor cos, sin;          // [B, 1, S, head_dim]; sin with its first half negated (rope_cos_sin)
+  torch::Tensor self_mask;         // additive [B, 1, S, L] (L = cached + S slots), or undefined
+  bool causal = false;             // no self_mask: plain causal attention over the S new tokens (fused path)
   KvCache* cache = nullptr;        // self-attention cache, or none (training / full forward)
   // Cross-attention: either fresh states (computed this call) or the cache's entries.
   torch::Tensor cross_states;      // [E, Lv, hidden] projected vision states, or undefined
@@ -36,6 +37,7 @@ class TextMlpImpl : public torch::nn::Module {
  public:
   TextMlpImpl(const MllamaTextConfig& config, const torch::TensorOptions& options);
   torch::Tensor forward(const torch::Tensor& x) const;
+  RowBlockLinears gate_up;  // gate_proj, up_proj
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(TextMlp);
@@ -44,6 +46,7 @@ class TextSelfAttentionImpl : public torch::nn::Module {
  public:
   TextSelfAttentionImpl(const MllamaTextConfig& config, const torch::TensorOptions& options);
   torch::Tensor forward(const torch::Tensor& x, const TextStep& step, int64_t layer) const;
+  RowBlockLinears qkv;  // q_proj, k_proj, v_proj
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t heads, kv_heads, head_dim;
 };
