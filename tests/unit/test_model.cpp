@@ -223,6 +223,16 @@ TEST_CASE("save and load round-trip bit-exactly, single file and sharded", "[mod
     for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i].second, b[i].second));
     CHECK(model::read_config(dir).text.hidden_size == m->config.text.hidden_size);
   }
+  // A bf16 checkpoint loads into an fp32 model as the bf16-rounded weights (dtype conversion on load).
+  auto bf16_dir = test::fresh_dir("model_roundtrip_bf16");
+  model::save_pretrained(m, bf16_dir);
+  CHECK(model::read_config(bf16_dir).torch_dtype == "bfloat16");
+  auto widened = model::load_pretrained(bf16_dir, torch::kFloat32);
+  auto a = m->named_weights(), c = widened->named_weights();
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(c[i].second.scalar_type() == torch::kFloat32);
+    CHECK(torch::equal(c[i].second, a[i].second.to(torch::kBFloat16).to(torch::kFloat32)));
+  }
   // Saving into the same folder with another layout leaves no stale weight files behind.
   auto dir = test::fresh_dir("model_relayout");
   model::SaveOptions sharded;
