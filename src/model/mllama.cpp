@@ -1,5 +1,6 @@
 #include "llavacot/model/mllama.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "llavacot/util/error.h"
@@ -142,6 +143,59 @@ std::vector<std::pair<std::string, torch::Tensor>> MllamaForConditionalGeneratio
   return out;
 }
 
+namespace {
+
+// Mean next-token cross-entropy over the rows whose target is not ignored, in float32, without materialising
+// float32 copies of the whole [rows, vocab] logits (they are upcast a chunk at a time, in the forward and again
+// in the backward). Same value and gradient as log_softmax(logits.float()) + nll_loss(mean).
+class CrossEntropyFn : public torch::autograd::Function<CrossEntropyFn> {
+ public:
+  static constexpr int64_t kChunkElements = 4 << 20;  // 16 MB of float32 per chunk
+
+  static int64_t chunk_rows(int64_t vocab) { return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(vocab, 1)); }
+
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
+                               const torch::Tensor& targets) {
+    const int64_t rows = logits.size(0), vocab = logits.size(1), step = chunk_rows(vocab);
+    auto valid = targets != kIgnoreIndex;
+    auto safe = targets.masked_fill(valid.logical_not(), 0);
+    LLAVACOT_CHECK(rows == 0 || (safe.min().item<int64_t>() >= 0 && safe.max().item<int64_t>() < vocab), UsageError,
+                   "labels must lie in 0..", vocab - 1, " or be ", kIgnoreIndex);
+    auto lse = torch::empty({rows}, logits.options().dtype(torch::kFloat32));
+    for (int64_t r = 0; r < rows; r += step) {
+      const int64_t n = std::min(step, rows - r);
+      lse.narrow(0, r, n).copy_(logits.narrow(0, r, n).to(torch::kFloat32).logsumexp(-1));
+    }
+    auto picked = logits.gather(1, safe.unsqueeze(1)).squeeze(1).to(torch::kFloat32);
+    auto count = valid.sum().to(torch::kFloat32);
+    ctx->save_for_backward({logits, safe, valid, lse, count});
+    return ((lse - picked) * valid).sum() / count;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const auto& logits = saved[0];
+    const auto& safe = saved[1];
+    const auto& valid = saved[2];
+    const auto& lse = saved[3];
+    // d loss / d z = (softmax(z) - onehot(target)) * g / count on counted rows, 0 elsewhere.
+    auto scale = (grad_outputs[0].to(torch::kFloat32) / saved[4]) * valid.to(torch::kFloat32);  // [rows]
+    auto grad = torch::empty_like(logits);
+    const int64_t rows = logits.size(0), step = chunk_rows(logits.size(1));
+    for (int64_t r = 0; r < rows; r += step) {
+      const int64_t n = std::min(step, rows - r);
+      auto p = (logits.narrow(0, r, n).to(torch::kFloat32) - lse.narrow(0, r, n).unsqueeze(1)).exp_();
+      p.scatter_add_(1, safe.narrow(0, r, n).unsqueeze(1), -torch::ones({n, 1}, p.options()));
+      p.mul_(scale.narrow(0, r, n).unsqueeze(1));
+      grad.narrow(0, r, n).copy_(p);
+    }
+    return {grad, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, int64_t* count) {
   LLAVACOT_CHECK(logits.dim() == 3 && labels.dim() == 2 && logits.size(0) == labels.size(0) &&
                      logits.size(1) == labels.size(1),
@@ -149,11 +203,9 @@ torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& l
                  labels.sizes());
   const auto v = logits.size(2);
   auto shifted = torch::constant_pad_nd(labels.to(torch::kInt64), {0, 1}, kIgnoreIndex).narrow(1, 1, labels.size(1));
-  auto flat_labels = shifted.reshape({-1});
+  auto flat_labels = shifted.reshape({-1}).to(logits.device());
   if (count) *count = (flat_labels != kIgnoreIndex).sum().item<int64_t>();
-  return torch::nn::functional::cross_entropy(
-      logits.to(torch::kFloat32).reshape({-1, v}), flat_labels,
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex).reduction(torch::kMean));
+  return CrossEntropyFn::apply(logits.reshape({-1, v}), flat_labels);
 }
 
 void init_weights(MllamaForConditionalGeneration& model, uint64_t seed) {

@@ -322,4 +322,18 @@ TEST_CASE("the loss averages the shifted labels that are not ignored", "[model]"
   auto lp = torch::log_softmax(logits, -1);
   double expected = -(lp[0][0][3] + lp[0][1][5] + lp[0][2][1] + lp[1][1][6]).item<double>() / 4;
   CHECK(loss.item<double>() == Approx(expected).epsilon(1e-6));
+  // The gradient equals the one through log_softmax + nll_loss, in fp32 and for bf16 logits.
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    auto z = torch::randn({3, 5, 11}).to(dtype).requires_grad_(true);
+    auto y = torch::randint(0, 11, {3, 5}, torch::kInt64);
+    y[1][2] = model::kIgnoreIndex;
+    model::causal_lm_loss(z, y).backward();
+    auto z_ref = z.detach().to(torch::kFloat32).requires_grad_(true);
+    auto shifted = torch::cat({y.narrow(1, 1, 4), torch::full({3, 1}, model::kIgnoreIndex, torch::kInt64)}, 1);
+    torch::nll_loss(torch::log_softmax(z_ref.reshape({-1, 11}), -1), shifted.reshape({-1}), {}, at::Reduction::Mean,
+                    model::kIgnoreIndex)
+        .backward();
+    CHECK(test::max_abs_diff(z.grad().to(torch::kFloat32), z_ref.grad()) < (dtype == torch::kFloat32 ? 1e-7 : 1e-3));
+  }
+  CHECK_THROWS_AS(model::causal_lm_loss(logits, torch::full({2, 4}, 7, torch::kInt64)), UsageError);
 }
