@@ -87,6 +87,19 @@ model::MllamaInputs bench_inputs(const model::MllamaConfig& c, int64_t batch, in
   return in;
 }
 
+// Runs `steps` greedy decoding steps that continue `cache` from `logits` (updated); returns the seconds taken.
+double greedy_steps(const model::MllamaForConditionalGeneration& m, model::GenerationCache& cache,
+                    torch::Tensor& logits, int64_t steps) {
+  model::MllamaInputs step;
+  step.logits_to_keep = 1;
+  auto t0 = Clock::now();
+  for (int64_t i = 0; i < steps; ++i) {
+    step.input_ids = logits.select(1, -1).argmax(-1, true);
+    logits = m->forward(step, &cache).logits;
+  }
+  return since(t0);
+}
+
 nlohmann::json measure_ours(const model::MllamaConfig& c, torch::ScalarType dtype, const Shapes& sh,
                             const std::string& profile_path, const std::string& attention) {
   model::MllamaForConditionalGeneration m(c, torch::TensorOptions().dtype(dtype));
@@ -123,20 +136,10 @@ nlohmann::json measure_ours(const model::MllamaConfig& c, torch::ScalarType dtyp
     in.logits_to_keep = 1;
     model::GenerationCache cache;
     auto logits = m->forward(in, &cache).logits;
-    model::MllamaInputs step;
-    step.logits_to_keep = 1;
-    auto t0 = Clock::now();
-    for (int64_t i = 0; i < sh.decode_steps; ++i) {
-      step.input_ids = logits.select(1, -1).argmax(-1, true);
-      logits = m->forward(step, &cache).logits;
-    }
-    r["decode"][std::to_string(batch)] = since(t0);
+    r["decode"][std::to_string(batch)] = greedy_steps(m, cache, logits, sh.decode_steps);
     if (!profile_path.empty() && batch == sh.decode_batches.front()) {
       torch::autograd::profiler::RecordProfile profile(profile_path + ".decode.json");
-      for (int i = 0; i < 8; ++i) {
-        step.input_ids = logits.select(1, -1).argmax(-1, true);
-        logits = m->forward(step, &cache).logits;
-      }
+      greedy_steps(m, cache, logits, 8);
     }
   }
   return r;
@@ -158,14 +161,8 @@ std::pair<double, double> decode_at_11b_shapes(int64_t steps) {
   in.logits_to_keep = 1;
   model::GenerationCache cache;
   auto logits = m->forward(in, &cache).logits;
-  model::MllamaInputs step;
-  step.logits_to_keep = 1;
-  auto t0 = Clock::now();
-  for (int64_t i = 0; i < steps; ++i) {
-    step.input_ids = logits.select(1, -1).argmax(-1, true);
-    logits = m->forward(step, &cache).logits;
-  }
-  return {since(t0) / static_cast<double>(steps), model::decode_weight_bytes(c, 2, false)};
+  const double seconds = greedy_steps(m, cache, logits, steps);
+  return {seconds / static_cast<double>(steps), model::decode_weight_bytes(c, 2, false)};
 }
 
 }  // namespace
