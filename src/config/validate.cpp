@@ -65,6 +65,9 @@ Problems ModelConfig::validate() const {
   Problems p;
   if (preset.empty()) p.push_back("preset: must name a preset or a model directory");
   check_choice(p, "dtype", dtype, {"fp32", "bf16", "fp16"});
+  check_choice(p, "attention", attention, {"fused", "math"});
+  check_choice(p, "row_masking", row_masking, {"huggingface", "meta"});
+  check_choice(p, "vision_taps", vision_taps, {"layer_inputs", "layer_outputs"});
   return p;
 }
 

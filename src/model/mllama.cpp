@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "llavacot/model/checkpoint.h"
 #include "llavacot/util/error.h"
 
 namespace llavacot::model {
@@ -237,6 +238,34 @@ void init_weights(MllamaForConditionalGeneration& model, uint64_t seed) {
     if (p.device().is_meta()) continue;
     p.copy_(cpu);
   }
+}
+
+MllamaRuntime runtime_from_config(const ModelConfig& config) {
+  MllamaRuntime r;
+  r.backend = parse_attention_backend(config.attention);
+  r.row_masking = config.row_masking == "meta" ? RowMasking::kMeta : RowMasking::kHuggingFace;
+  r.vision_taps = config.vision_taps == "layer_outputs" ? VisionTaps::kLayerOutputs : VisionTaps::kLayerInputs;
+  return r;
+}
+
+torch::ScalarType parse_model_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32") return torch::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  if (name == "fp16" || name == "float16") return torch::kFloat16;
+  throw UsageError(str_cat("unknown dtype '", name, "' (expected fp32, bf16 or fp16)"));
+}
+
+MllamaForConditionalGeneration build_model(const ModelConfig& config, uint64_t seed, const torch::Device& device) {
+  auto shapes = load_preset(config.preset);
+  MllamaForConditionalGeneration model(
+      shapes, torch::TensorOptions().dtype(parse_model_dtype(config.dtype)).device(device));
+  model->runtime = runtime_from_config(config);
+  if (config.weights.empty()) {
+    init_weights(model, seed);
+  } else {
+    load_weights(model, config.weights);
+  }
+  return model;
 }
 
 double forward_flops(const MllamaConfig& c, double tokens, double context, double vision_tokens) {

@@ -337,3 +337,32 @@ TEST_CASE("the loss averages the shifted labels that are not ignored", "[model]"
   }
   CHECK_THROWS_AS(model::causal_lm_loss(logits, torch::full({2, 4}, 7, torch::kInt64)), UsageError);
 }
+
+TEST_CASE("build_model follows the model config: preset, weights, dtype and the runtime switches", "[model]") {
+  auto m = random_tiny(11);
+  auto dir = test::fresh_dir("model_from_config");
+  model::SaveOptions save;
+  save.dtype = torch::kFloat32;
+  model::save_pretrained(m, dir, save);
+  ModelConfig cfg;
+  cfg.preset = test::source_path("configs/models/tiny.json");
+  cfg.weights = dir;
+  cfg.attention = "math";
+  cfg.row_masking = "meta";
+  cfg.vision_taps = "layer_outputs";
+  REQUIRE(cfg.validate().empty());
+  auto built = model::build_model(cfg, 0);
+  CHECK(built->runtime.backend == model::AttentionBackend::kMath);
+  CHECK(built->runtime.row_masking == model::RowMasking::kMeta);
+  CHECK(built->runtime.vision_taps == model::VisionTaps::kLayerOutputs);
+  auto a = m->named_weights(), b = built->named_weights();
+  for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i].second, b[i].second));
+  cfg.weights.clear();
+  cfg.dtype = "bf16";
+  auto fresh = model::build_model(cfg, 3), again = model::build_model(cfg, 3);
+  CHECK(fresh->language_model->lm_head->weight.scalar_type() == torch::kBFloat16);
+  CHECK(torch::equal(fresh->language_model->lm_head->weight, again->language_model->lm_head->weight));
+  cfg.attention = "flash";
+  cfg.vision_taps = "inputs";
+  CHECK(cfg.validate().size() == 2);
+}

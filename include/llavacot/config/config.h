@@ -19,6 +19,9 @@ struct ModelConfig {
   std::string weights;
   std::string tokenizer;
   std::string dtype = "fp32";
+  std::string attention = "fused";
+  std::string row_masking = "huggingface";
+  std::string vision_taps = "layer_inputs";
 
   template <class V>
   void visit_fields(V& v) {
@@ -26,6 +29,11 @@ struct ModelConfig {
     v.field("weights", weights, "checkpoint dir or .safetensors file to load (\"\" = initialise from run.seed)");
     v.field("tokenizer", tokenizer, "tokenizer.json or tiktoken rank file (\"\" = the one beside the weights)");
     v.field("dtype", dtype, "parameter dtype: fp32 | bf16 | fp16");
+    v.field("attention", attention, "attention kernel: fused (LibTorch SDPA) | math (explicit, softmax in fp32)");
+    v.field("row_masking", row_masking,
+            "text rows that see no image in cross-attention: huggingface (MLP masked only) | meta (both masked)");
+    v.field("vision_taps", vision_taps,
+            "vision intermediate features: layer_inputs (Meta, transformers 4.4x) | layer_outputs (transformers 5.x)");
   }
   std::vector<std::string> validate() const;
 };

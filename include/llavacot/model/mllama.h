@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "llavacot/config/config.h"
 #include "llavacot/model/cache.h"
 #include "llavacot/model/layers.h"
 #include "llavacot/model/mllama_config.h"
@@ -71,6 +72,17 @@ class MllamaForConditionalGenerationImpl : public torch::nn::Module {
   CausalLm language_model{nullptr};
 };
 TORCH_MODULE(MllamaForConditionalGeneration);
+
+/// The runtime switches of a validated `model:` config section.
+MllamaRuntime runtime_from_config(const ModelConfig& config);
+/// fp32 | bf16 | fp16 -> the LibTorch dtype.
+torch::ScalarType parse_model_dtype(const std::string& name);
+
+/// The model a `model:` config section describes, on `device`: the architecture of `preset` (a preset name or a
+/// model directory), the weights of `weights` when set (strictly loaded) or else init_weights(seed), the
+/// runtime switches applied.
+MllamaForConditionalGeneration build_model(const ModelConfig& config, uint64_t seed,
+                                           const torch::Device& device = torch::kCPU);
 
 /// Initialises every parameter as transformers (v5) does for a fresh model: normal(0, initializer_range) for
 /// projections, embeddings, the class/positional embeddings and the global encoder's gates; ones/zeros for
