@@ -65,9 +65,15 @@ LoadReport load_weights(MllamaForConditionalGeneration& model, const std::string
     }
     const auto& info = ckpt.info(it->second);
     std::vector<int64_t> file_shape(info.shape.begin(), info.shape.end());
+    using safetensors::DType;
+    const bool floating = info.dtype == DType::kF32 || info.dtype == DType::kBF16 || info.dtype == DType::kF16 ||
+                          info.dtype == DType::kF64;
     if (file_shape != p.sizes().vec())
       report.mismatched.push_back(str_cat(name, ": checkpoint ", shape_text(file_shape), " vs model ",
                                           shape_text(p.sizes().vec())));
+    else if (!floating)
+      report.mismatched.push_back(str_cat(name, ": checkpoint dtype ", safetensors::dtype_name(info.dtype),
+                                          " is not a floating type"));
   }
   const bool clean = report.missing.empty() && report.unexpected.empty() && report.mismatched.empty();
   if (!duplicates.empty() || (options.strict && !clean)) {
@@ -81,7 +87,7 @@ LoadReport load_weights(MllamaForConditionalGeneration& model, const std::string
     };
     list("missing", report.missing);
     list("unexpected", report.unexpected);
-    list("with the wrong shape", report.mismatched);
+    list("with the wrong shape or dtype", report.mismatched);
     list("given twice", duplicates);
     throw FormatError(msg.str());
   }
@@ -90,7 +96,7 @@ LoadReport load_weights(MllamaForConditionalGeneration& model, const std::string
     auto it = file_key.find(name);
     if (it == file_key.end()) continue;
     auto t = ckpt.get(it->second);
-    if (t.sizes() != p.sizes()) continue;  // reported above (non-strict)
+    if (t.sizes() != p.sizes() || !t.is_floating_point()) continue;  // reported above (non-strict)
     p.copy_(t.to(p.device(), p.scalar_type()));
     ++report.loaded;
   }

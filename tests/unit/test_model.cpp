@@ -277,6 +277,8 @@ TEST_CASE("a checkpoint that does not fit names every missing, unexpected and mi
     if (name == "language_model.model.norm.weight") continue;  // missing
     if (name == "multi_modal_projector.bias")
       tensors.emplace_back(name, torch::zeros({p.size(0) + 1}));  // wrong shape
+    else if (name == "vision_model.class_embedding")
+      tensors.emplace_back(name, torch::zeros(p.sizes(), torch::kInt64));  // not a floating type
     else
       tensors.emplace_back(name, p.detach());
   }
@@ -292,14 +294,15 @@ TEST_CASE("a checkpoint that does not fit names every missing, unexpected and mi
     CHECK(msg.find("language_model.model.norm.weight") != std::string::npos);
     CHECK(msg.find("vision_model.extra.weight") != std::string::npos);
     CHECK(msg.find("multi_modal_projector.bias: checkpoint [65] vs model [64]") != std::string::npos);
+    CHECK(msg.find("vision_model.class_embedding: checkpoint dtype I64 is not a floating type") != std::string::npos);
   }
   model::LoadOptions lenient;
   lenient.strict = false;
   auto report = model::load_weights(back, dir, lenient);
   CHECK(report.missing.size() == 1);
   CHECK(report.unexpected.size() == 1);
-  CHECK(report.mismatched.size() == 1);
-  CHECK(report.loaded == static_cast<int64_t>(m->named_weights().size()) - 2);
+  CHECK(report.mismatched.size() == 2);
+  CHECK(report.loaded == static_cast<int64_t>(m->named_weights().size()) - 3);
 }
 
 TEST_CASE("the cross-attention mask: rows that see no tile get a zero bias and multiplier 0", "[model]") {
