@@ -1,11 +1,17 @@
 // The LLaVA-CoT-100k reader: the byte-offset index, record validation and every kind of bad record.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 
+#include "llavacot/data/batch.h"
 #include "llavacot/data/llava_cot.h"
+#include "llavacot/text/tokenizer.h"
 #include "support/support.h"
 
 using namespace llavacot;
@@ -162,4 +168,93 @@ TEST_CASE("the index finds lines by byte offset, CRLF and a missing final newlin
   CHECK_THROWS_AS(data::JsonlIndex::build(dir + "/missing.jsonl"), IoError);
   std::ofstream(dir + "/empty.jsonl").close();
   CHECK(data::JsonlIndex::build(dir + "/empty.jsonl").size() == 0);
+}
+
+TEST_CASE("preprocessing renders the chat with the LLaVA-CoT mask and collation pads to a model batch", "[data]") {
+  const std::string json = test::llama3_tokenizer_json();
+  if (json.empty()) {
+    WARN("SKIPPED: Llama 3 tokenizer.json not found");
+    return;
+  }
+  auto tok = text::load_tokenizer(json);
+  const auto& sp = tok->special_ids();
+  Fixture fx;
+  {
+    cv::Mat img(40, 90, CV_8UC3, cv::Scalar(20, 200, 30));
+    cv::imwrite(fx.dir + "/images/sqa/train/1/image.png", img);
+    std::ofstream(fx.dir + "/images/broken.png") << "not a png";
+  }
+  auto reader = fx.write({record("a", "sqa/train/1/image.png", {{"human", "<image>\nHow many?"}, {"gpt", kAnswer}}),
+                          record("b", "", {{"human", "Hi"}, {"gpt", kAnswer}, {"human", "More?"}, {"gpt", kAnswer}}),
+                          record("c", "broken.png", {{"human", "Q"}, {"gpt", kAnswer}})});
+  vision::ImageProcessorConfig vc;
+  vc.tile_size = 28;
+  vision::ImageProcessor images(vc);
+  data::Preprocessor pre(*tok, images, {});
+  auto a = pre(reader.get(0), 0), b = pre(reader.get(1), 1);
+  CHECK(a.ids.front() == sp.bos);
+  CHECK(std::count(a.ids.begin(), a.ids.end(), sp.image) == 1);
+  CHECK(a.images.size() == 1);
+  CHECK(a.images[0].n_tiles() == 3);  // 40 x 90 -> one row of three tiles
+  // Trained: the assistant text and its <|eot_id|>, nothing of the prompt.
+  auto trained = std::vector<text::TokenId>();
+  for (size_t i = 0; i < a.ids.size(); ++i)
+    if (a.labels[i] != text::kIgnoreLabel) trained.push_back(a.ids[i]);
+  CHECK(trained.back() == sp.eot);
+  trained.pop_back();
+  CHECK(tok->decode(trained) == kAnswer);
+  CHECK(b.images.empty());
+  CHECK(std::count(b.ids.begin(), b.ids.end(), sp.eot) == 4);
+  try {
+    pre(reader.get(2), 2);
+    FAIL("a corrupt image was accepted");
+  } catch (const data::BadRecord& e) {
+    CHECK(e.reason() == BadReason::kImageCorrupt);
+  }
+  // Length policies.
+  data::Preprocessor drop(*tok, images, {20, "drop"});
+  CHECK_THROWS_AS(drop(reader.get(0), 0), data::BadRecord);
+  data::Preprocessor cut(*tok, images, {static_cast<int64_t>(a.ids.size()) - 5, "truncate_response"});
+  auto shorter = cut(reader.get(0), 0);
+  CHECK(shorter.truncated);
+  CHECK(shorter.ids.size() == a.ids.size() - 5);
+  data::Preprocessor too_short(*tok, images, {8, "truncate_response"});
+  CHECK_THROWS_AS(too_short(reader.get(0), 0), data::BadRecord);
+
+  const text::TokenId pad = sp.pad >= 0 ? sp.pad : 128004;
+  auto batch = data::collate({a, b}, pad, sp.image, images);
+  const auto s = static_cast<int64_t>(std::max(a.ids.size(), b.ids.size()));
+  REQUIRE(batch.input_ids.sizes() == torch::IntArrayRef({2, s}));
+  CHECK(batch.attention_mask.sum().item<int64_t>() == static_cast<int64_t>(a.ids.size() + b.ids.size()));
+  CHECK(batch.real_tokens == static_cast<int64_t>(a.ids.size() + b.ids.size()));
+  const auto na = static_cast<int64_t>(a.ids.size());
+  if (na < s) {
+    CHECK(batch.input_ids[0][na].item<int64_t>() == pad);
+    CHECK(batch.labels[0][na].item<int64_t>() == text::kIgnoreLabel);
+  }
+  REQUIRE(batch.pixel_values.defined());
+  CHECK(batch.pixel_values.sizes() == torch::IntArrayRef({2, 1, 4, 3, 28, 28}));
+  CHECK(batch.aspect_ratio_ids[1][0].item<int64_t>() == 0);  // the text-only row has no image
+  CHECK(batch.cross_attention_mask.sizes() == torch::IntArrayRef({2, s, 1, 4}));
+  const auto image_pos = std::find(a.ids.begin(), a.ids.end(), sp.image) - a.ids.begin();
+  CHECK(batch.cross_attention_mask[0][image_pos].sum().item<int64_t>() == 3);  // visible from its token on 3 tiles
+  CHECK(batch.cross_attention_mask[0].narrow(0, 0, image_pos).sum().item<int64_t>() == 0);
+  CHECK(batch.cross_attention_mask[1].sum().item<int64_t>() == 0);
+  auto in = batch.inputs();
+  CHECK(in.labels.equal(batch.labels));
+  auto text_only = data::collate({b}, pad, sp.image, images);
+  CHECK_FALSE(text_only.pixel_values.defined());
+
+  // The batch drives the model: the tiny architecture with the real vocabulary.
+  auto cfg = model::load_preset(test::source_path("configs/models/tiny.json"));
+  cfg.text.vocab_size = 128256;
+  cfg.image_token_index = sp.image;
+  cfg.text.pad_token_id = pad;
+  cfg.text.bos_token_id = sp.bos;
+  model::MllamaForConditionalGeneration m(cfg);
+  model::init_weights(m, 1);
+  auto out = m->forward(batch.inputs());
+  CHECK(out.logits.sizes() == torch::IntArrayRef({2, s, 128256}));
+  CHECK(std::isfinite(out.loss.item<double>()));
+  CHECK(out.loss.item<double>() == Approx(std::log(128256.0)).epsilon(0.05));  // an untrained model is near uniform
 }
