@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -11,6 +12,7 @@
 
 #include "llavacot/data/batch.h"
 #include "llavacot/data/llava_cot.h"
+#include "llavacot/data/loader.h"
 #include "llavacot/text/tokenizer.h"
 #include "support/support.h"
 
@@ -257,4 +259,88 @@ TEST_CASE("preprocessing renders the chat with the LLaVA-CoT mask and collation 
   CHECK(out.logits.sizes() == torch::IntArrayRef({2, s, 128256}));
   CHECK(std::isfinite(out.loss.item<double>()));
   CHECK(out.loss.item<double>() == Approx(std::log(128256.0)).epsilon(0.05));  // an untrained model is near uniform
+}
+
+TEST_CASE("epoch plans shard disjointly and completely with equal steps, deterministic in (seed, epoch)", "[data][loader]") {
+  data::LoaderOptions o;
+  o.batch_size = 2;
+  o.seed = 7;
+  o.world = 3;
+  std::set<size_t> seen;
+  size_t steps = 0;
+  for (int64_t rank = 0; rank < 3; ++rank) {
+    o.rank = rank;
+    auto plan = data::epoch_plan(23, o, 0);
+    if (rank == 0) steps = plan.size();
+    CHECK(plan.size() == steps);  // 7 records per rank -> 4 steps everywhere
+    for (const auto& batch : plan)
+      for (size_t i : batch) CHECK(seen.insert(i).second);  // no record on two ranks
+    CHECK(plan == data::epoch_plan(23, o, 0));
+    CHECK(plan != data::epoch_plan(23, o, 1));
+  }
+  CHECK(steps == 4);
+  CHECK(seen.size() == 21);  // 23 cut to a multiple of the world size
+  o.world = 1;
+  o.rank = 0;
+  o.shuffle = false;
+  auto plain = data::epoch_plan(5, o, 3);
+  CHECK(plain == std::vector<std::vector<size_t>>{{0, 1}, {2, 3}, {4}});
+  CHECK_THROWS_AS(data::epoch_plan(2, [] { data::LoaderOptions x; x.world = 3; x.rank = 1; return x; }(), 0), UsageError);
+  CHECK(data::LoaderPosition::from_json(data::LoaderPosition{2, 5}.to_json()) == data::LoaderPosition{2, 5});
+  CHECK_THROWS_AS(data::LoaderPosition::from_json("{\"epoch\": 1}"), FormatError);
+}
+
+TEST_CASE("the loader skips bad records, prefetches in threads and resumes to the same batches", "[data][loader]") {
+  const std::string json = test::llama3_tokenizer_json();
+  if (json.empty()) {
+    WARN("SKIPPED: Llama 3 tokenizer.json not found");
+    return;
+  }
+  auto tok = text::load_tokenizer(json);
+  Fixture fx;
+  std::vector<std::string> lines;
+  for (int i = 0; i < 19; ++i)
+    lines.push_back(i % 6 == 5 ? record("bad" + std::to_string(i), "", {{"human", "q"}, {"gpt", "no stages"}})
+                               : record("r" + std::to_string(i), "", {{"human", "question " + std::to_string(i)}, {"gpt", kAnswer}}));
+  auto reader = fx.write(lines);
+  vision::ImageProcessor images({});
+  data::Preprocessor pre(*tok, images, {});
+  auto ids_of = [&](int64_t workers, int64_t stop_after, data::LoaderPosition start, data::LoaderPosition* end,
+                    data::BadRecordLog* log) {
+    data::LoaderOptions o;
+    o.batch_size = 4;
+    o.workers = workers;
+    o.seed = 3;
+    o.pad_id = 128004;
+    o.image_token_id = tok->special_ids().image;
+    data::DataLoader loader(reader, pre, images, o, log);
+    loader.seek(start);
+    std::vector<std::string> out;
+    for (int64_t taken = 0; taken < stop_after;) {
+      auto batch = loader.next();
+      if (!batch) {
+        out.push_back("|");  // epoch boundary
+        continue;
+      }
+      ++taken;
+      for (const auto& id : batch->ids) out.push_back(id);
+      out.push_back(";");
+    }
+    if (end) *end = loader.position();
+    return out;
+  };
+  data::BadRecordLog log(fx.dir + "/bad_records.jsonl");
+  auto epoch = ids_of(0, 5, {}, nullptr, &log);  // one epoch: 19 records in 5 steps
+  CHECK(log.total() == 3);                       // lines 6, 12 and 18 are bad, skipped, the epoch goes on
+  CHECK(log.counts().at("stages") == 3);
+  CHECK(std::count(epoch.begin(), epoch.end(), ";") == 5);
+  CHECK(epoch.size() == 16 + 5);  // the 16 good records, each once
+  auto straight = ids_of(0, 8, {}, nullptr, nullptr);  // into the second epoch
+  CHECK(std::count(straight.begin(), straight.end(), "|") == 1);
+  CHECK(ids_of(2, 8, {}, nullptr, nullptr) == straight);  // threads change nothing
+  data::LoaderPosition mid;
+  auto first = ids_of(2, 6, {}, &mid, nullptr);
+  auto rest = ids_of(2, 2, data::LoaderPosition::from_json(mid.to_json()), nullptr, nullptr);
+  first.insert(first.end(), rest.begin(), rest.end());
+  CHECK(first == straight);
 }
