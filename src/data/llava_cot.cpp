@@ -30,8 +30,9 @@ const char* reason_name(BadReason reason) {
   return "unknown";
 }
 
-BadRecord::BadRecord(BadReason reason, int64_t line, std::string id, const std::string& detail)
-    : FormatError(str_cat("line ", line, id.empty() ? "" : str_cat(" (id ", id, ")"), ": ", reason_name(reason), ": ",
+BadRecord::BadRecord(BadReason reason, int64_t line, std::string id, const std::string& detail,
+                     const std::string& file)
+    : FormatError(str_cat(file.empty() ? "line " : file + ":", line, id.empty() ? "" : str_cat(" (id ", id, ")"), ": ", reason_name(reason), ": ",
                           detail)),
       reason_(reason),
       line_(line),
@@ -148,6 +149,14 @@ LlavaCotReader::LlavaCotReader(const std::string& jsonl_path, ReaderOptions opti
     : index_(JsonlIndex::build(jsonl_path)), options_(std::move(options)) {}
 
 Record LlavaCotReader::get(size_t i) const {
+  try {
+    return parse(i);
+  } catch (const BadRecord& bad) {
+    throw BadRecord(bad.reason(), bad.line(), bad.id(), bad.detail(), index_.path());  // name the file too
+  }
+}
+
+Record LlavaCotReader::parse(size_t i) const {
   Record r;
   r.line = index_.line_number(i);
   nlohmann::json j;

@@ -107,9 +107,12 @@ DataLoader::DataLoader(const LlavaCotReader& reader, const Preprocessor& preproc
 
 DataLoader::~DataLoader() = default;
 
+size_t DataLoader::record_count() const {
+  return options_.limit > 0 ? std::min<size_t>(reader_.size(), static_cast<size_t>(options_.limit)) : reader_.size();
+}
+
 int64_t DataLoader::steps_per_epoch() const {
-  const size_t n = options_.limit > 0 ? std::min<size_t>(reader_.size(), static_cast<size_t>(options_.limit)) : reader_.size();
-  const int64_t per_rank = static_cast<int64_t>(n) / options_.world;
+  const int64_t per_rank = static_cast<int64_t>(record_count()) / options_.world;
   return (per_rank + options_.batch_size - 1) / options_.batch_size;
 }
 
@@ -135,8 +138,7 @@ void DataLoader::schedule_ahead() {
   }
 }
 
-Batch DataLoader::build(int64_t epoch, int64_t step) {
-  (void)epoch;
+Batch DataLoader::build(int64_t step) {
   const auto& records = plan_[static_cast<size_t>(step)];
   std::vector<std::shared_future<Example>> futures;
   if (pool_) {
@@ -162,8 +164,7 @@ Batch DataLoader::build(int64_t epoch, int64_t step) {
 
 std::optional<Batch> DataLoader::next() {
   if (plan_epoch_ != position_.epoch) {
-    const size_t n = options_.limit > 0 ? std::min<size_t>(reader_.size(), static_cast<size_t>(options_.limit)) : reader_.size();
-    plan_ = epoch_plan(n, options_, position_.epoch);
+    plan_ = epoch_plan(record_count(), options_, position_.epoch);
     plan_epoch_ = position_.epoch;
   }
   if (position_.step >= static_cast<int64_t>(plan_.size())) {
@@ -172,7 +173,7 @@ std::optional<Batch> DataLoader::next() {
     return std::nullopt;
   }
   schedule_ahead();
-  auto batch = build(position_.epoch, position_.step);
+  auto batch = build(position_.step);
   ++position_.step;
   schedule_ahead();
   return batch;

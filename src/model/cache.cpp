@@ -117,7 +117,7 @@ void CrossKv::select_rows(const std::vector<int64_t>& index) {
     rows.push_back(row_entry_[static_cast<size_t>(i)]);
   }
   row_entry_ = std::move(rows);
-  for (auto* t : {&last_mask_row, &last_bias, &last_row_mask})
+  for (auto* t : {&last_bias, &last_row_mask})
     if (t->defined()) *t = t->index_select(0, torch::tensor(index, torch::kInt64).to(t->device()));
 }
 

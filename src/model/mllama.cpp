@@ -115,7 +115,6 @@ MllamaOutput MllamaForConditionalGenerationImpl::forward(const MllamaInputs& in,
                      " vision tokens, the images have ", lv);
       std::tie(step.cross_mask, step.row_mask) = prepare_cross_attention_mask(xmask, tokens_per_tile, dtype);
       if (cache) {
-        cache->cross.last_mask_row = xmask.select(1, s - 1).clone();
         cache->cross.last_bias = step.cross_mask.narrow(2, s - 1, 1).clone();
         cache->cross.last_row_mask = step.row_mask.narrow(1, s - 1, 1).clone();
       }

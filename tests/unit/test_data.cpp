@@ -125,7 +125,7 @@ TEST_CASE("every kind of bad record is refused with its reason, line and id", "[
       reader.get(i);
     } catch (const data::BadRecord& e) {
       CHECK(e.line() == static_cast<int64_t>(i) + 1);
-      CHECK(std::string(e.what()).find("line " + std::to_string(i + 1)) != std::string::npos);
+      CHECK(std::string(e.what()).find(fx.jsonl + ":" + std::to_string(i + 1)) != std::string::npos);
       log.add(e);
     }
   }

@@ -35,7 +35,8 @@ const char* reason_name(BadReason reason);
 /// A refused record: the reason, the 1-based line and the id (when it could be read).
 class BadRecord : public FormatError {
  public:
-  BadRecord(BadReason reason, int64_t line, std::string id, const std::string& detail);
+  /// `file` (optional) prefixes the message as FILE:LINE.
+  BadRecord(BadReason reason, int64_t line, std::string id, const std::string& detail, const std::string& file = "");
   BadReason reason() const { return reason_; }
   int64_t line() const { return line_; }
   const std::string& id() const { return id_; }
@@ -105,11 +106,13 @@ class LlavaCotReader {
  public:
   LlavaCotReader(const std::string& jsonl_path, ReaderOptions options);
   size_t size() const { return index_.size(); }
-  /// Parses and validates entry i; throws BadRecord naming the reason, line and id.
+  /// Parses and validates entry i; throws BadRecord naming the file, line, id and reason.
   Record get(size_t i) const;
   const JsonlIndex& index() const { return index_; }
 
  private:
+  Record parse(size_t i) const;
+
   JsonlIndex index_;
   ReaderOptions options_;
 };

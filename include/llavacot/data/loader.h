@@ -59,8 +59,9 @@ class DataLoader {
 
  private:
   struct Pool;
+  size_t record_count() const;  // records in use (options.limit applied)
   void schedule_ahead();
-  Batch build(int64_t epoch, int64_t step);
+  Batch build(int64_t step);
 
   const LlavaCotReader& reader_;
   const Preprocessor& preprocessor_;

@@ -63,9 +63,8 @@ class CrossKv {
   const std::vector<int64_t>& row_entry() const { return row_entry_; }
   void set_row_entry(std::vector<int64_t> rows) { row_entry_ = std::move(rows); }
   bool identity_rows() const;
-  /// The 0/1 [rows, M, T] visibility of each row's last token; new tokens inherit it (spec §7).
-  torch::Tensor last_mask_row;
-  /// The same row prepared (prepare_cross_attention_mask): additive [rows, 1, 1, Lv] and multiplier [rows, 1, 1].
+  /// The cross-attention visibility of each row's last token, prepared (prepare_cross_attention_mask):
+  /// additive [rows, 1, 1, Lv] and multiplier [rows, 1, 1]. New tokens inherit it (spec §7).
   torch::Tensor last_bias, last_row_mask;
 
   void select_rows(const std::vector<int64_t>& index);
