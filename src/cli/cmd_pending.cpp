@@ -8,16 +8,11 @@ namespace llavacot::cli {
 
 void register_pending(CLI::App& app) {
   struct Args {
-    std::string out, master_port;
-    int64_t seed = 0, nproc = 1;
+    std::string master_port;
+    int64_t nproc = 1;
     std::vector<std::string> rest;
   };
   auto a = std::make_shared<Args>();
-
-  CLI::App* demo = app.add_subcommand("make-demo-data", "generate the synthetic demo dataset and benchmarks");
-  demo->add_option("--out", a->out, "output folder (default data/demo)")->type_name("DIR");
-  demo->add_option("--seed", a->seed, "random seed");
-  demo->callback([] { not_implemented("make-demo-data", "the demo data generator lands with the data milestone"); });
 
   CLI::App* launch = app.add_subcommand("launch", "start N local processes for data-parallel training");
   launch->add_option("--nproc", a->nproc, "processes to start");

@@ -55,6 +55,7 @@ void register_inspect(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_preprocess(CLI::App& app);
-void register_pending(CLI::App& app);  // make-demo-data, launch
+void register_make_demo_data(CLI::App& app);
+void register_pending(CLI::App& app);  // launch
 
 }  // namespace llavacot::cli

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   cli::register_tokenize(app);
   cli::register_bench(app);
   cli::register_preprocess(app);
+  cli::register_make_demo_data(app);
   cli::register_pending(app);
 
   try {

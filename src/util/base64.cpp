@@ -1,6 +1,7 @@
 #include "llavacot/util/base64.h"
 
 #include <array>
+#include <cstdint>
 
 namespace llavacot {
 
@@ -35,6 +36,30 @@ bool base64_decode(const std::string& text, std::string& out, bool skip_whitespa
     }
   }
   return padding <= 2 && symbols % 4 == 0 && symbols > 0;
+}
+
+std::string base64_encode(const std::string& data) {
+  static const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= data.size(); i += 3) {
+    const uint32_t v = (static_cast<uint8_t>(data[i]) << 16) | (static_cast<uint8_t>(data[i + 1]) << 8) |
+                       static_cast<uint8_t>(data[i + 2]);
+    out += chars[v >> 18];
+    out += chars[(v >> 12) & 63];
+    out += chars[(v >> 6) & 63];
+    out += chars[v & 63];
+  }
+  if (i < data.size()) {
+    const bool two = i + 1 < data.size();
+    const uint32_t v = (static_cast<uint8_t>(data[i]) << 16) | (two ? static_cast<uint8_t>(data[i + 1]) << 8 : 0);
+    out += chars[v >> 18];
+    out += chars[(v >> 12) & 63];
+    out += two ? chars[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
 }
 
 }  // namespace llavacot
