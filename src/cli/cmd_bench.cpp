@@ -262,23 +262,27 @@ void bench_image(int threads, const std::string& python, const std::string& out_
 void register_bench(CLI::App& app) {
   struct Args {
     std::string what, tokenizer, python = "python3", out_dir = "runs/bench";
-    std::string preset = "small", profile_dir, attention = "fused";
+    std::string preset = "small", profile_dir, attention = "fused", data;
+    std::vector<std::string> presets{"tiny", "small"};
     double megabytes = 12;
     int threads = 0;
     bool quick = false, no_peer = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "measure ours against a peer in the same run; prints JSON and a table");
-  cmd->add_option("what", a->what, "tokenizer | image | model")
+  cmd->add_option("what", a->what, "tokenizer | image | model | data")
       ->required()
-      ->check(CLI::IsMember({"tokenizer", "image", "model"}));
+      ->check(CLI::IsMember({"tokenizer", "image", "model", "data"}));
   cmd->add_option("--preset", a->preset, "model preset or config.json for the model benchmark (default small)");
-  cmd->add_flag("--quick", a->quick, "model benchmark: small shapes (a smoke run, not a measurement)");
+  cmd->add_flag("--quick", a->quick, "model and data benchmarks: a smoke run, not a measurement");
   cmd->add_flag("--no-peer", a->no_peer, "model benchmark: skip transformers");
   cmd->add_option("--profile", a->profile_dir, "model benchmark: write chrome traces of one train step here")
       ->type_name("DIR");
   cmd->add_option("--attention", a->attention, "model benchmark: attention backend, fused | math (default fused)");
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json for the tokenizer benchmark")->type_name("FILE");
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json for the tokenizer and data benchmarks")->type_name("FILE");
+  cmd->add_option("--data", a->data, "data benchmark: a make-demo-data folder (default: generate one under --out)")
+      ->type_name("DIR");
+  cmd->add_option("--presets", a->presets, "data benchmark: model presets (default tiny small)");
   cmd->add_option("--mb", a->megabytes, "corpus size in MB (default 12)");
   cmd->add_option("--threads", a->threads, "threads for the batch figures (0 = all cores)");
   cmd->add_option("--python", a->python, "Python interpreter with the peer packages");
@@ -295,6 +299,12 @@ void register_bench(CLI::App& app) {
       m.preset = a->preset, m.python = a->python, m.out_dir = a->out_dir, m.threads = threads;
       m.quick = a->quick, m.no_peer = a->no_peer, m.profile_dir = a->profile_dir, m.attention = a->attention;
       bench_model(m);
+    } else if (a->what == "data") {
+      BenchDataArgs d;
+      d.data_dir = a->data, d.tokenizer = a->tokenizer, d.out_dir = a->out_dir, d.presets = a->presets;
+      d.threads = a->threads > 0 ? a->threads : 1;
+      d.quick = a->quick;
+      bench_data(d);
     }
   });
 }

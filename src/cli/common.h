@@ -43,6 +43,16 @@ struct BenchModelArgs {
 };
 void bench_model(const BenchModelArgs& args);
 
+/// `llavacot bench data` (src/cli/cmd_bench_data.cpp).
+struct BenchDataArgs {
+  std::string data_dir, tokenizer, out_dir = "runs/bench";
+  std::vector<std::string> presets{"tiny", "small"};
+  int64_t batch = 8, batches = 40;
+  int threads = 1;
+  bool quick = false;
+};
+void bench_data(const BenchDataArgs& args);
+
 /// Throws NotImplementedError for a subcommand that a later milestone delivers.
 [[noreturn]] void not_implemented(const std::string& command, const std::string& what);
 

@@ -28,21 +28,45 @@ LoaderPosition LoaderPosition::from_json(const std::string& text) {
   }
 }
 
-std::vector<std::vector<size_t>> epoch_plan(size_t n, const LoaderOptions& o, int64_t epoch) {
+std::vector<std::vector<size_t>> epoch_plan(size_t n, const LoaderOptions& o, int64_t epoch,
+                                            const std::vector<uint32_t>* lengths) {
   LLAVACOT_CHECK(o.batch_size > 0 && o.world > 0 && o.rank >= 0 && o.rank < o.world, UsageError,
                  "loader needs batch_size > 0 and 0 <= rank < world (got ", o.batch_size, ", ", o.rank, ", ", o.world, ")");
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), size_t{0});
-  if (o.shuffle) {
-    // mt19937_64 is specified exactly by the standard, and the swap index is taken without a distribution
-    // object (whose algorithm is not), so the order is the same on every platform.
-    std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) * 0xBF58476D1CE4E5B9ull + 1);
-    for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
-  }
+  // mt19937_64 is specified exactly by the standard, and indices are taken without a distribution object
+  // (whose algorithm is not), so the order is the same on every platform.
+  std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) * 0xBF58476D1CE4E5B9ull + 1);
+  auto shuffle = [&rng](std::vector<size_t>& v) {
+    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng() % i]);
+  };
+  if (o.shuffle) shuffle(order);
   const size_t world = static_cast<size_t>(o.world), per_rank = n / world;
   LLAVACOT_CHECK(per_rank > 0, UsageError, n, " records cannot feed ", o.world, " ranks");
-  std::vector<std::vector<size_t>> batches;
   const size_t b = static_cast<size_t>(o.batch_size);
+  if (o.group_by_length) {
+    LLAVACOT_CHECK(lengths && lengths->size() >= n, UsageError, "group_by_length needs a length for each of the ", n,
+                   " records");
+    LLAVACOT_CHECK(o.group_batches > 0, UsageError, "group_batches must be > 0");
+    order.resize(per_rank * world);
+    const size_t global = b * world, window = global * static_cast<size_t>(o.group_batches);
+    for (size_t s = 0; s < order.size(); s += window)
+      std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(s),
+                       order.begin() + static_cast<std::ptrdiff_t>(std::min(s + window, order.size())),
+                       [lengths](size_t x, size_t y) { return (*lengths)[x] > (*lengths)[y]; });
+    if (o.shuffle) {
+      std::vector<size_t> whole(order.size() / global);
+      std::iota(whole.begin(), whole.end(), size_t{0});
+      shuffle(whole);
+      std::vector<size_t> regrouped;
+      regrouped.reserve(order.size());
+      for (size_t g : whole) regrouped.insert(regrouped.end(), order.begin() + static_cast<std::ptrdiff_t>(g * global),
+                                              order.begin() + static_cast<std::ptrdiff_t>((g + 1) * global));
+      regrouped.insert(regrouped.end(), order.begin() + static_cast<std::ptrdiff_t>(whole.size() * global), order.end());
+      order = std::move(regrouped);
+    }
+  }
+  std::vector<std::vector<size_t>> batches;
   for (size_t k = 0; k < per_rank; ++k) {
     if (k % b == 0) batches.emplace_back();
     batches.back().push_back(order[k * world + static_cast<size_t>(o.rank)]);
@@ -164,7 +188,11 @@ Batch DataLoader::build(int64_t step) {
 
 std::optional<Batch> DataLoader::next() {
   if (plan_epoch_ != position_.epoch) {
-    plan_ = epoch_plan(record_count(), options_, position_.epoch);
+    if (options_.group_by_length && lengths_.empty()) {
+      lengths_.resize(record_count());
+      for (size_t i = 0; i < lengths_.size(); ++i) lengths_[i] = static_cast<uint32_t>(reader_.index().text(i).size());
+    }
+    plan_ = epoch_plan(record_count(), options_, position_.epoch, options_.group_by_length ? &lengths_ : nullptr);
     plan_epoch_ = position_.epoch;
   }
   if (position_.step >= static_cast<int64_t>(plan_.size())) {

@@ -22,6 +22,13 @@ std::vector<std::pair<int64_t, int64_t>> ImageProcessorConfig::supported_aspect_
 std::pair<int64_t, int64_t> optimal_canvas(int64_t height, int64_t width, const ImageProcessorConfig& config) {
   if (height <= 0 || width <= 0) throw UsageError(str_cat("image size ", height, "x", width, " is not positive"));
   auto ratios = config.supported_aspect_ratios();
+  if (config.max_canvas_tiles > 0) {
+    // A smaller tile budget: only the canvases within it are candidates (aspect ratio ids stay the model's).
+    ratios.erase(std::remove_if(ratios.begin(), ratios.end(),
+                                [&](const auto& r) { return r.first * r.second > config.max_canvas_tiles; }),
+                 ratios.end());
+    if (ratios.empty()) throw UsageError(str_cat("no aspect ratio fits ", config.max_canvas_tiles, " tiles"));
+  }
   std::vector<double> scales;
   for (const auto& [h, w] : ratios) {
     double sh = static_cast<double>(h * config.tile_size) / static_cast<double>(height);

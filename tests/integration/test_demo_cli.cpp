@@ -41,3 +41,22 @@ TEST_CASE("make-demo-data writes a dataset whose TSVs and JSONL pass the Python 
   CHECK(r.exit_code != 0);
   CHECK_THAT(r.output, Contains("already exists") && Contains("--overwrite"));
 }
+
+TEST_CASE("bench data measures the loader per worker count against a model's training step", "[cli][demo]") {
+  const std::string json = test::llama3_tokenizer_json();
+  if (json.empty()) {
+    WARN("SKIPPED: Llama 3 tokenizer.json not found");
+    return;
+  }
+  const std::string out = test::fresh_dir("cli_bench_data");
+  auto r = test::run_command(test::cli() + " bench data --quick --presets tiny --threads 1 --tokenizer " +
+                             test::shell_quote(json) + " --out " + test::shell_quote(out));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto rec = nlohmann::json::parse(fs::read_file(out + "/bench_data.json"));
+  const auto& tiny = rec.at("presets").at("tiny");
+  for (const char* w : {"0", "1", "2"}) CHECK(tiny.at("loader_samples_per_s").at(w).get<double>() > 0);
+  CHECK(tiny.at("model_samples_per_s").get<double>() > 0);
+  CHECK(tiny.at("fed_samples_per_s").get<double>() > 0);
+  CHECK_THAT(r.output, Contains("w=1 / model"));
+}

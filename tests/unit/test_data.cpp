@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -13,6 +14,8 @@
 #include "llavacot/data/batch.h"
 #include "llavacot/data/llava_cot.h"
 #include "llavacot/data/loader.h"
+#include "llavacot/data/demo.h"
+#include "llavacot/data/pipeline.h"
 #include "llavacot/text/tokenizer.h"
 #include "support/support.h"
 
@@ -343,4 +346,124 @@ TEST_CASE("the loader skips bad records, prefetches in threads and resumes to th
   auto rest = ids_of(2, 2, data::LoaderPosition::from_json(mid.to_json()), nullptr, nullptr);
   first.insert(first.end(), rest.begin(), rest.end());
   CHECK(first == straight);
+}
+
+TEST_CASE("length grouping keeps plans complete and disjoint and cuts the length spread within batches", "[data][loader]") {
+  std::vector<uint32_t> lengths(1003);
+  std::mt19937 gen(1);
+  for (auto& l : lengths) l = 50 + gen() % 2000;
+  data::LoaderOptions o;
+  o.batch_size = 8;
+  o.world = 2;
+  o.seed = 5;
+  o.group_batches = 10;
+  auto spread = [&](bool grouped) {
+    o.group_by_length = grouped;
+    std::set<size_t> seen;
+    std::vector<std::vector<std::vector<size_t>>> plans;
+    for (int64_t rank = 0; rank < 2; ++rank) {
+      o.rank = rank;
+      plans.push_back(data::epoch_plan(lengths.size(), o, 0, &lengths));
+      CHECK(plans.back() == data::epoch_plan(lengths.size(), o, 0, &lengths));
+      CHECK(plans.back() != data::epoch_plan(lengths.size(), o, 1, &lengths));
+      for (const auto& b : plans.back())
+        for (size_t i : b) CHECK(seen.insert(i).second);
+    }
+    CHECK(seen.size() == 1002);  // cut to a multiple of the world size
+    REQUIRE(plans[0].size() == plans[1].size());
+    CHECK(plans[0].size() == 63);  // 501 per rank in batches of 8
+    CHECK(plans[0].back().size() == 5);
+    double total = 0, step_gap = 0;
+    for (size_t s = 0; s < plans[0].size(); ++s) {
+      uint32_t lo = UINT32_MAX, hi = 0, top[2] = {0, 0};
+      for (size_t r = 0; r < 2; ++r)
+        for (size_t i : plans[r][s]) {
+          lo = std::min(lo, lengths[i]);
+          hi = std::max(hi, lengths[i]);
+          top[r] = std::max(top[r], lengths[i]);
+        }
+      total += hi - lo;
+      step_gap += std::abs(static_cast<double>(top[0]) - top[1]);
+    }
+    return std::make_pair(total / static_cast<double>(plans[0].size()), step_gap / static_cast<double>(plans[0].size()));
+  };
+  const auto [plain, plain_gap] = spread(false);
+  const auto [grouped, grouped_gap] = spread(true);
+  INFO(plain << " vs " << grouped << "; gaps " << plain_gap << " vs " << grouped_gap);
+  CHECK(grouped < plain / 5);          // records of one batch have similar lengths
+  CHECK(grouped_gap < plain_gap / 5);  // and so do the ranks' batches of one step
+  o.rank = 0;
+  CHECK_THROWS_AS(data::epoch_plan(lengths.size(), o, 0, nullptr), UsageError);
+}
+
+TEST_CASE("the data config builds a loader: tile budget, bad-record file, fail mode and length grouping", "[data][loader]") {
+  const std::string json = test::llama3_tokenizer_json();
+  if (json.empty()) {
+    WARN("SKIPPED: Llama 3 tokenizer.json not found");
+    return;
+  }
+  auto tok = text::load_tokenizer(json);
+  const std::string dir = test::fresh_dir("data_pipeline");
+  data::DemoOptions demo;
+  demo.out = dir + "/demo";
+  demo.train = 60;
+  demo.bench = 1;
+  data::make_demo_data(demo);
+  std::ofstream(demo.out + "/train.jsonl", std::ios::app) << record("broken", "shapes/000001.png", {{"human", "Q"}, {"gpt", "no stages"}}) << "\n";
+
+  DataConfig c;
+  c.train_file = demo.out + "/train.jsonl";
+  c.image_root = demo.out + "/images";
+  c.num_workers = 1;
+  vision::ImageProcessorConfig model_tiles;
+  model_tiles.tile_size = 28;
+  model_tiles.max_tiles = 4;
+  data::TrainingDataSettings s;
+  s.batch_size = 4;
+  s.pad_id = 128004;
+  s.run_dir = dir + "/run";
+  auto epoch = [&](const DataConfig& cfg, int64_t* padding) {
+    data::TrainingData td(cfg, *tok, model_tiles, s);
+    int64_t samples = 0, steps = 0;
+    *padding = 0;
+    while (auto b = td.loader().next()) {
+      ++steps;
+      if (b->size() == 0) continue;  // a batch whose only record was the broken one still counts as a step
+      samples += b->size();
+      *padding += b->input_ids.numel() - b->real_tokens;
+      // 112 px images on 28 px tiles: a 2 x 2 canvas, or 1 x 1 within a budget of one tile; the tensors keep
+      // the model's four tile slots either way.
+      CHECK(b->pixel_values.size(2) == 4);
+      CHECK(b->aspect_ratio_mask.sum(2).max().item<int64_t>() == std::min<int64_t>(cfg.max_image_tiles, 4));
+      CHECK(b->aspect_ratio_mask.sum(2).min().item<int64_t>() == std::min<int64_t>(cfg.max_image_tiles, 4));
+    }
+    CHECK(steps == td.loader().steps_per_epoch());
+    CHECK(samples == 60);  // 61 records, the broken one skipped
+    CHECK(td.bad_records().total() == 1);
+    return steps;
+  };
+  int64_t plain = 0, grouped = 0;
+  CHECK(epoch(c, &plain) == 16);
+  c.group_by_length = true;
+  c.max_image_tiles = 1;
+  epoch(c, &grouped);
+  INFO(plain << " padding tokens vs " << grouped << " grouped");
+  CHECK(grouped < plain / 2);
+  // Both runs appended their refusal to the run directory's bad_records.jsonl.
+  std::ifstream log(s.run_dir + "/bad_records.jsonl");
+  int lines = 0;
+  for (std::string l; std::getline(log, l); ++lines) CHECK(nlohmann::json::parse(l).at("reason") == "stages");
+  CHECK(lines == 2);
+
+  c.on_bad_record = "fail";
+  c.group_by_length = false;
+  {
+    data::TrainingData td(c, *tok, model_tiles, s);
+    CHECK_THROWS_AS([&] { while (td.loader().next()) {} }(), data::BadRecord);
+  }
+  c.max_image_tiles = 8;
+  CHECK_THROWS_AS(data::TrainingData(c, *tok, model_tiles, s), ConfigError);
+  c.max_image_tiles = 4;
+  c.train_file.clear();
+  CHECK_THROWS_AS(data::TrainingData(c, *tok, model_tiles, s), ConfigError);
 }

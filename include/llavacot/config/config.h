@@ -49,6 +49,8 @@ struct DataConfig {
   int64_t max_image_tiles = 4;
   bool shuffle = true;
   int64_t num_workers = 2;
+  int64_t prefetch = 2;
+  bool group_by_length = false;
   int64_t limit = 0;
 
   template <class V>
@@ -59,9 +61,12 @@ struct DataConfig {
     v.field("allow_text_only", allow_text_only, "accept records that have no image");
     v.field("max_seq_len", max_seq_len, "maximum tokens per sample (0 = no limit)");
     v.field("length_policy", length_policy, "over-long samples: drop | truncate_response");
-    v.field("max_image_tiles", max_image_tiles, "maximum tiles per image");
+    v.field("max_image_tiles", max_image_tiles, "tile budget per image: smaller canvases, same tensor shapes (at most the model's max_num_tiles)");
     v.field("shuffle", shuffle, "shuffle each epoch (seeded by run.seed and the epoch number)");
     v.field("num_workers", num_workers, "preprocessing threads (0 = in the training thread)");
+    v.field("prefetch", prefetch, "batches prepared ahead of the training step");
+    v.field("group_by_length", group_by_length,
+            "batch records of similar length together (sorted within windows of 50 batches, then shuffled)");
     v.field("limit", limit, "use only the first N records (0 = all)");
   }
   std::vector<std::string> validate() const;

@@ -24,6 +24,8 @@ struct LoaderOptions {
   int64_t rank = 0, world = 1;  // this process's shard
   bool skip_bad = true;         // false: the first bad record throws
   int64_t limit = 0;            // use only the first N records (0 = all)
+  bool group_by_length = false; // batch records of similar length together (less padding)
+  int64_t group_batches = 50;   // ... sorting within windows of this many global batches
   text::TokenId pad_id = 0;
   text::TokenId image_token_id = 0;
 };
@@ -40,7 +42,12 @@ struct LoaderPosition {
 /// The record indices of each rank's batches in one epoch: records [0, n) shuffled with a generator seeded
 /// by (seed, epoch), cut to a multiple of `world`, dealt round-robin to ranks, then cut into batches (the last
 /// one may be smaller; every rank has the same number).
-std::vector<std::vector<size_t>> epoch_plan(size_t n, const LoaderOptions& options, int64_t epoch);
+/// With group_by_length, `lengths[i]` (any size proxy of record i) groups similar records: the shuffled order
+/// is cut into windows of group_batches global batches (batch_size x world records), each window is sorted by
+/// length, longest first, and the global batches are then shuffled (a smaller last one stays last). A global
+/// batch is dealt to the ranks, so the ranks of one step get records of similar length too.
+std::vector<std::vector<size_t>> epoch_plan(size_t n, const LoaderOptions& options, int64_t epoch,
+                                            const std::vector<uint32_t>* lengths = nullptr);
 
 class DataLoader {
  public:
@@ -71,6 +78,7 @@ class DataLoader {
   LoaderPosition position_;
   int64_t plan_epoch_ = -1;
   std::vector<std::vector<size_t>> plan_;
+  std::vector<uint32_t> lengths_;  // JSONL line bytes of each record (group_by_length)
   std::unique_ptr<Pool> pool_;
 };
 

@@ -20,6 +20,7 @@ struct ImageProcessorConfig {
   int64_t tile_size = 560;                                    // S, pixels
   int64_t max_tiles = 4;                                      // T
   std::vector<std::pair<int64_t, int64_t>> aspect_ratios;     // (tiles high, tiles wide); empty = all with h*w <= T
+  int64_t max_canvas_tiles = 0;  // > 0: choose only canvases of at most this many tiles (ids keep the full list)
   std::vector<float> mean = {0.48145466f, 0.4578275f, 0.40821073f};
   std::vector<float> std = {0.26862954f, 0.26130258f, 0.27577711f};
   double rescale_factor = 1.0 / 255.0;
