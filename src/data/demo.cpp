@@ -16,6 +16,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "llavacot/text/bpe_trainer.h"
 #include "llavacot/util/base64.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
@@ -928,6 +929,7 @@ using Json = nlohmann::ordered_json;
 
 struct TrainItem {
   std::string line;       // the JSON line
+  std::vector<std::string> texts;  // the turns' text (the tokenizer's corpus)
   std::string image_rel;  // image path under images/
   std::string png;
   std::string kind;
@@ -999,6 +1001,7 @@ TrainItem train_item(const DemoOptions& o, int64_t index) {
   rec["conversations"] = conv;
   rec["kind"] = item.kind;
   item.line = rec.dump();
+  for (const auto& turn : conv) item.texts.push_back(turn["value"].get<std::string>());
   return item;
 }
 
@@ -1297,6 +1300,15 @@ DemoSummary make_demo_data(const DemoOptions& o) {
     }
     write_bytes(tmp + "/train.jsonl", text);
   }
+  {
+    // The tokenizer learns from the training turns and the chat template's role names.
+    std::vector<std::string> corpus = {"system", "user", "assistant", "\n\n"};
+    for (auto& it : items)
+      for (auto& t : it.texts) corpus.push_back(std::move(t));
+    text::BpeTrainOptions bo;
+    bo.vocab_size = o.vocab_size;
+    write_bytes(tmp + "/tokenizer.json", text::train_bpe_tokenizer_json(corpus, bo));
+  }
   sum.train_records = o.train;
   sum.images = o.train;
   LOG_INFO("demo", "train.jsonl: ", o.train, " records (", sum.verification_records, " verification, ", sum.multi_turn_records,
@@ -1319,6 +1331,7 @@ DemoSummary make_demo_data(const DemoOptions& o) {
   manifest["format_version"] = 1;
   manifest["seed"] = o.seed;
   manifest["image_size"] = o.image_size;
+  manifest["tokenizer"] = {{"file", "tokenizer.json"}, {"vocab_size", o.vocab_size}, {"image_token_id", o.vocab_size}};
   manifest["train"] = {{"file", "train.jsonl"},          {"image_root", "images"},
                        {"records", sum.train_records},   {"verification", sum.verification_records},
                        {"multi_turn", sum.multi_turn_records}, {"kinds", sum.kinds}};

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "llavacot/text/bpe_tokenizer.h"
 #include "llavacot/util/fs.h"
 #include "support/support.h"
 
@@ -24,7 +25,9 @@ TEST_CASE("make-demo-data writes a dataset whose TSVs and JSONL pass the Python 
   CHECK(manifest.at("bench").at("MMStar.tsv") == 24);
   CHECK(manifest.at("bench").at("HallusionBench.tsv") == 24 * 4);  // 24 sets x 2 figures x 2 questions
 
-  auto check = test::run_command(test::python_script_command("tests/oracle/demo_tsv_check.py", test::shell_quote(dir)));
+  const std::string ids_path = dir + ".ids.json";
+  auto check = test::run_command(test::python_script_command(
+      "tests/oracle/demo_tsv_check.py", test::shell_quote(dir) + " " + test::shell_quote(ids_path)));
   INFO(check.output);
   REQUIRE(check.exit_code == 0);
   const auto last = check.output.substr(check.output.rfind('\n', check.output.size() - 2) + 1);
@@ -36,6 +39,16 @@ TEST_CASE("make-demo-data writes a dataset whose TSVs and JSONL pass the Python 
   const double yes = verdict.at("summary").at("hallusion_yes_share").get<double>();
   CHECK(yes > 0.3);
   CHECK(yes < 0.7);
+
+  // The demo tokenizer.json gives the same ids in the `tokenizers` package as in ours.
+  const auto ref = nlohmann::json::parse(fs::read_file(ids_path));
+  CHECK(ref.at("vocab_size") == 513);
+  auto tok = text::BpeTokenizer::from_tokenizer_json(dir + "/tokenizer.json", -1);
+  size_t differ = 0;
+  for (size_t i = 0; i < ref.at("texts").size(); ++i)
+    differ += tok.encode(ref["texts"][i].get<std::string>()) != ref["ids"][i].get<std::vector<text::TokenId>>();
+  CHECK(ref.at("texts").size() > 200);
+  CHECK(differ == 0);
 
   r = test::run_command(make);
   CHECK(r.exit_code != 0);

@@ -1,11 +1,13 @@
 """Format checks of a `llavacot make-demo-data` folder with the standard Python tools VLMEvalKit itself uses.
 
-Usage: demo_tsv_check.py DIR
+Usage: demo_tsv_check.py DIR [IDS_OUT]
 
 Reads every benchmark TSV with the csv module (tab delimiter, standard quoting) and with pandas.read_csv
 (as vlmeval.smp.load does), checks the columns of each layout, decodes every image with Pillow, resolves image
 references, checks MMBench's circular copies and HallusionBench's set/figure/question ids, parses MathVista's
-list literals, and reads train.jsonl with the json module. Prints one JSON line: {"ok": true, ...} or
+list literals, and reads train.jsonl with the json module. With IDS_OUT, also encodes the turns of the first
+100 records with the `tokenizers` package and the folder's tokenizer.json and writes the ids there, for the C++
+side to compare with its own encoding. Prints one JSON line: {"ok": true, ...} or
 {"ok": false, "errors": [...]}.
 """
 import ast
@@ -146,6 +148,20 @@ def check(root):
     return summary
 
 
+def encode_turns(root, out_path):
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(root, "tokenizer.json"))
+    texts = []
+    with open(os.path.join(root, "train.jsonl"), encoding="utf-8") as f:
+        for line in list(f)[:100]:
+            texts += [t["value"] for t in json.loads(line)["conversations"]]
+    ids = [tok.encode(t, add_special_tokens=False).ids for t in texts]
+    with open(out_path, "w") as f:
+        json.dump({"texts": texts, "ids": ids, "vocab_size": tok.get_vocab_size(with_added_tokens=True)}, f)
+
+
 if __name__ == "__main__":
     summary = check(sys.argv[1])
+    if len(sys.argv) > 2:
+        encode_turns(sys.argv[1], sys.argv[2])
     print(json.dumps({"ok": not errors, "errors": errors, "summary": summary}))

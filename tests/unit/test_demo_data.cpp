@@ -13,6 +13,9 @@
 
 #include "llavacot/data/demo.h"
 #include "llavacot/data/llava_cot.h"
+#include "llavacot/text/bpe_tokenizer.h"
+#include "llavacot/text/bpe_trainer.h"
+#include "llavacot/text/chat_format.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 #include "support/support.h"
@@ -115,7 +118,7 @@ TEST_CASE("the demo generator is deterministic in its seed and independent of it
   data::make_demo_data(c);
   const auto sa = snapshot(a.out), sb = snapshot(b.out), sc = snapshot(c.out);
   REQUIRE(sa.size() == sb.size());
-  CHECK(sa.size() == 300 + 1 + 6 + 1);  // images, train.jsonl, six TSVs, manifest.json
+  CHECK(sa.size() == 300 + 1 + 6 + 1 + 1);  // images, train.jsonl, six TSVs, tokenizer.json, manifest.json
   for (const auto& [path, bytes] : sa) {
     INFO(path);
     REQUIRE(sb.count(path));
@@ -254,4 +257,54 @@ TEST_CASE("demo options are checked", "[data][demo]") {
   o.train = 0;
   CHECK_THROWS_AS(data::make_demo_data(o), UsageError);
   CHECK(!stdfs::exists(dir + "/x"));
+}
+
+TEST_CASE("the demo tokenizer fits the tiny preset's id layout and round-trips the demo text", "[data][demo][text]") {
+  const std::string dir = test::fresh_dir("demo_tokenizer");
+  const auto o = small(dir + "/demo", 2, 200);
+  data::make_demo_data(o);
+  auto tok = text::BpeTokenizer::from_tokenizer_json(o.out + "/tokenizer.json", -1);
+  CHECK(tok.vocab_size() == 513);
+  CHECK(tok.base_vocab_size() == 500);
+  const auto& sp = tok.special_ids();
+  CHECK(sp.bos == 500);  // the tiny preset: bos 500, eos {501, 508, 509}, pad 504, <|image|> 512
+  CHECK(sp.pad == 504);
+  CHECK(sp.eot == 509);
+  CHECK(sp.image == 512);
+  CHECK(sp.eos == std::vector<text::TokenId>{501, 508, 509});
+  int64_t words = 0, tokens = 0;
+  for (const auto& rec : read_records(o.out + "/train.jsonl"))
+    for (const auto& turn : rec.at("conversations")) {
+      const std::string t = turn.at("value").get<std::string>();
+      const auto ids = tok.encode(t);
+      CHECK(tok.decode(ids) == t);
+      for (auto id : ids) CHECK(id < 500);
+      tokens += static_cast<int64_t>(ids.size());
+      words += std::count(t.begin(), t.end(), ' ') + 1;
+    }
+  INFO(tokens << " tokens for " << words << " words");
+  CHECK(tokens < 2 * words);  // the merges learned the demo's words: well under two tokens a word
+  // The chat format renders with it.
+  text::ChatFormat chat(tok);
+  const auto r = chat.render({{"user", {text::ContentPart::image(), text::ContentPart::from_text("How many shapes?")}},
+                              {"assistant", {text::ContentPart::from_text("<SUMMARY> I will count. </SUMMARY>")}}});
+  CHECK(r.ids.front() == 500);
+  CHECK(std::count(r.ids.begin(), r.ids.end(), 512) == 1);
+}
+
+TEST_CASE("the BPE trainer refuses vocabularies it cannot fill", "[text]") {
+  text::BpeTrainOptions o;
+  o.vocab_size = 260;
+  CHECK_THROWS_AS(text::train_bpe_tokenizer_json({"ab ab ab"}, o), UsageError);  // no room for control tokens
+  o.vocab_size = 300;
+  CHECK_THROWS_AS(text::train_bpe_tokenizer_json({"ab ab ab"}, o), UsageError);  // too few pairs for 32 merges
+  o.vocab_size = 256 + 12 + 3;
+  const auto json = text::train_bpe_tokenizer_json({"abc abc abc ab"}, o);
+  const std::string path = test::fresh_dir("bpe_trainer") + "/tokenizer.json";
+  fs::write_file_atomic(path, json);
+  auto tok = text::BpeTokenizer::from_tokenizer_json(path, -1);
+  // Merges, most frequent first, ties by bytes: "a"+"b" (4), " "+"ab" (3, ties "ab"+"c"), " ab"+"c" (2).
+  CHECK(tok.encode(" abc").size() == 1);
+  CHECK(tok.encode("abc").size() == 2);
+  CHECK(tok.encode(" ab").size() == 1);
 }

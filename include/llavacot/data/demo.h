@@ -1,7 +1,7 @@
 // The built-in synthetic demo dataset (`llavacot make-demo-data`): scenes drawn with OpenCV (coloured shapes,
 // bar charts, arrow diagrams), questions that need looking and reasoning, four-stage answers computed from the
-// scene, verification turns for a self-verifying scorer, and held-out mini benchmarks in the six VLMEvalKit
-// TSV formats. Every question kind has balanced answers (spec/demo.md), so a model that ignores the image
+// scene, verification turns for a self-verifying scorer, held-out mini benchmarks in the six VLMEvalKit
+// TSV formats, and a small byte-level BPE tokenizer trained on the records (tokenizer.json). Every question kind has balanced answers (spec/demo.md), so a model that ignores the image
 // scores at chance. The output is a pure function of the options: the same seed gives the same bytes.
 #pragma once
 
@@ -20,6 +20,7 @@ struct DemoOptions {
   int64_t image_size = 112;       // square images, pixels (>= 56)
   double verify_fraction = 0.15;  // share of training records that are verification turns
   double multi_turn_fraction = 0.1;  // share of question records with a second question about the same image
+  int64_t vocab_size = 512;       // the demo tokenizer's size below <|image|> (the tiny preset's vocab_size)
   int64_t threads = 2;
   bool overwrite = false;         // replace an existing output folder
 };
