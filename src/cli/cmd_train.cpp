@@ -1,7 +1,9 @@
 // llavacot train: fine-tuning from a YAML config.
+#include <iostream>
 #include <memory>
 
 #include "common.h"
+#include "llavacot/train/trainer.h"
 
 namespace llavacot::cli {
 
@@ -17,7 +19,12 @@ void register_train(CLI::App& app) {
   cmd->callback([args] {
     Config cfg;
     if (resolve_config(args->config, cfg)) return;
-    not_implemented("train", "the trainer lands with the training milestone");
+    train::TrainOptions o;
+    o.resume = args->resume;
+    const auto summary = train::run_training(cfg, o);
+    std::cout << (summary.interrupted ? "interrupted" : "trained") << ": " << summary.steps << " steps, last loss "
+              << summary.last_loss << "; run directory " << summary.run_dir
+              << (summary.final_dir.empty() ? "" : "; final model " + summary.final_dir) << "\n";
   });
 }
 

@@ -105,6 +105,7 @@ Problems TrainConfig::validate() const {
   check_min(p, "save_every", save_every, 0);
   check_min(p, "keep_last", keep_last, 0);
   check_min(p, "log_every", log_every, 1);
+  check_min(p, "max_nonfinite_steps", max_nonfinite_steps, 1);
   return p;
 }
 

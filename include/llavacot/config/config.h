@@ -94,6 +94,7 @@ struct TrainConfig {
   int64_t save_every = 0;
   int64_t keep_last = 2;
   int64_t log_every = 10;
+  int64_t max_nonfinite_steps = 10;
 
   template <class V>
   void visit_fields(V& v) {
@@ -107,7 +108,7 @@ struct TrainConfig {
     v.field("adam_beta2", adam_beta2, "AdamW beta2");
     v.field("adam_eps", adam_eps, "AdamW epsilon");
     v.field("schedule", schedule, "learning-rate schedule: constant | linear | cosine | step (per-epoch decay)");
-    v.field("warmup_steps", warmup_steps, "linear warmup steps (0 = none)");
+    v.field("warmup_steps", warmup_steps, "linear warmup steps: lr x step / warmup_steps, from step 0 (0 = none)");
     v.field("step_gamma", step_gamma, "per-epoch decay factor of the step schedule");
     v.field("clip_grad_norm", clip_grad_norm, "clip gradients by global norm (0 = off)");
     v.field("precision", precision, "fp32 | bf16_autocast (fp32 master weights) | bf16");
@@ -118,6 +119,8 @@ struct TrainConfig {
     v.field("save_every", save_every, "checkpoint every N optimizer steps (0 = at the end only)");
     v.field("keep_last", keep_last, "checkpoints to keep (0 = all)");
     v.field("log_every", log_every, "write a metrics line every N optimizer steps");
+    v.field("max_nonfinite_steps", max_nonfinite_steps,
+            "stop after this many steps in a row with a non-finite loss or gradient (each is skipped)");
   }
   std::vector<std::string> validate() const;
 };

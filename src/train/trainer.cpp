@@ -1,0 +1,490 @@
+#include "llavacot/train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "llavacot/config/loader.h"
+#include "llavacot/data/pipeline.h"
+#include "llavacot/io/safetensors.h"
+#include "llavacot/model/checkpoint.h"
+#include "llavacot/model/mllama.h"
+#include "llavacot/text/tokenizer.h"
+#include "llavacot/train/optim.h"
+#include "llavacot/util/error.h"
+#include "llavacot/util/fs.h"
+#include "llavacot/util/log.h"
+
+namespace llavacot::train {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// SIGINT / SIGTERM ask the loop to checkpoint and stop after the current step.
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+class SignalScope {
+ public:
+  SignalScope() {
+    g_stop_signal.store(0);
+    old_int_ = std::signal(SIGINT, on_stop_signal);
+    old_term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~SignalScope() {
+    std::signal(SIGINT, old_int_);
+    std::signal(SIGTERM, old_term_);
+  }
+
+ private:
+  void (*old_int_)(int) = SIG_DFL;
+  void (*old_term_)(int) = SIG_DFL;
+};
+
+// bf16 autocast on the model's device for the forward pass (weights stay fp32: the master copy).
+class AutocastScope {
+ public:
+  AutocastScope(bool on, c10::DeviceType device) : on_(on), device_(device) {
+    if (!on_) return;
+    prev_enabled_ = at::autocast::is_autocast_enabled(device_);
+    prev_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, prev_enabled_);
+    at::autocast::set_autocast_dtype(device_, prev_dtype_);
+  }
+
+ private:
+  bool on_;
+  c10::DeviceType device_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kBFloat16;
+};
+
+torch::ScalarType parse_dtype_of(const model::MllamaForConditionalGeneration& m) {
+  return m->named_weights().front().second.scalar_type();
+}
+
+int64_t peak_rss_bytes() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
+}
+
+std::string format_duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":";
+  else out << (s / 60) << ":";
+  out << std::setw(2) << std::setfill('0') << s % 60;
+  return out.str();
+}
+
+// A one-line progress bar on a terminal; plain log lines every `every` steps otherwise.
+class Progress {
+ public:
+  Progress(int64_t total, int64_t every) : total_(total), every_(std::max<int64_t>(1, every)), tty_(::isatty(2) != 0) {}
+  void update(int64_t step, int64_t epoch, double loss, double lr, double tokens_per_s, double eta_s) {
+    if (tty_) {
+      const int width = 24, filled = static_cast<int>(width * step / std::max<int64_t>(1, total_));
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld ep %lld loss %.4f lr %.2e %.0f tok/s ETA %s   ",
+                   std::string(static_cast<size_t>(filled), '#').c_str(),
+                   std::string(static_cast<size_t>(width - filled), '.').c_str(), static_cast<long long>(step),
+                   static_cast<long long>(total_), static_cast<long long>(epoch), loss, lr, tokens_per_s,
+                   format_duration(eta_s).c_str());
+      if (step == total_) std::fprintf(stderr, "\n");
+    } else if (step % every_ == 0 || step == total_) {
+      LOG_INFO0("train", "step ", step, "/", total_, " epoch ", epoch, " loss ", loss, " lr ", lr, " ", static_cast<int64_t>(tokens_per_s),
+                " tok/s ETA ", format_duration(eta_s));
+    }
+  }
+  void end_line() {
+    if (tty_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  int64_t total_, every_;
+  bool tty_;
+};
+
+std::string find_tokenizer(const Config& c) {
+  if (!c.model.tokenizer.empty()) return c.model.tokenizer;
+  for (const std::string& dir : {c.model.weights, c.model.preset}) {
+    if (dir.empty()) continue;
+    const stdfs::path p = stdfs::is_directory(dir) ? stdfs::path(dir) / "tokenizer.json" : stdfs::path(dir).parent_path() / "tokenizer.json";
+    if (stdfs::exists(p)) return p.string();
+  }
+  throw ConfigError("model.tokenizer is not set and no tokenizer.json lies beside model.weights or model.preset");
+}
+
+int64_t checkpoint_step(const stdfs::path& p) {
+  const std::string name = p.filename().string();
+  if (name.rfind("checkpoint-", 0) != 0) return -1;
+  const std::string digits = name.substr(11);
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
+}
+
+std::vector<std::pair<int64_t, std::string>> complete_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  if (!stdfs::is_directory(run_dir)) return out;
+  for (const auto& e : stdfs::directory_iterator(run_dir)) {
+    const int64_t step = checkpoint_step(e.path());
+    if (step >= 0 && stdfs::exists(e.path() / "trainer_state.json")) out.emplace_back(step, e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+struct State {
+  int64_t step = 0;          // optimizer steps done
+  int64_t skipped = 0;       // of which skipped (non-finite)
+  int64_t streak = 0;        // consecutive skipped
+  int64_t epoch = 0;         // epoch of the last micro-batch drawn
+  double elapsed = 0;        // training seconds before this process
+  data::LoaderPosition position;
+};
+
+}  // namespace
+
+StepLoss forward_backward(const model::MllamaForConditionalGeneration& model, const std::vector<data::Batch>& micro,
+                          const torch::Device& device, const std::string& precision) {
+  StepLoss out;
+  std::vector<int64_t> counts;
+  for (const auto& b : micro) {
+    counts.push_back((b.labels.slice(1, 1) != model::kIgnoreIndex).sum().item<int64_t>());
+    out.counted += counts.back();
+  }
+  out.finite = out.counted > 0;
+  double loss_sum = 0;
+  for (size_t i = 0; i < micro.size() && out.finite; ++i) {
+    if (counts[i] == 0) continue;
+    auto in = micro[i].inputs();
+    if (!device.is_cpu())
+      for (auto* t : {&in.input_ids, &in.attention_mask, &in.labels, &in.pixel_values, &in.aspect_ratio_ids,
+                      &in.aspect_ratio_mask, &in.cross_attention_mask})
+        if (t->defined()) *t = t->to(device);
+    if (precision == "bf16" && in.pixel_values.defined()) in.pixel_values = in.pixel_values.to(torch::kBFloat16);
+    torch::Tensor loss;
+    {
+      AutocastScope ac(precision == "bf16_autocast", device.type());
+      loss = model->forward(in).loss;
+    }
+    const double value = loss.item<double>();
+    if (!std::isfinite(value)) {
+      out.finite = false;
+      break;
+    }
+    loss_sum += value * static_cast<double>(counts[i]);
+    (loss * (static_cast<double>(counts[i]) / static_cast<double>(out.counted))).backward();
+  }
+  out.loss = out.counted > 0 ? loss_sum / static_cast<double>(out.counted) : 0.0;
+  return out;
+}
+
+std::string latest_checkpoint(const std::string& run_dir) {
+  const auto all = complete_checkpoints(run_dir);
+  return all.empty() ? "" : all.back().second;
+}
+
+TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
+  const auto& tc = cfg.train;
+  // ---- settings that cannot be honoured are refused before any work
+  LLAVACOT_CHECK(!cfg.data.train_file.empty(), ConfigError, "data.train_file is not set");
+  LLAVACOT_CHECK(tc.activation_checkpointing == false, ConfigError,
+                 "train.activation_checkpointing is not available in this version");
+  for (const auto& g : tc.freeze)
+    LLAVACOT_CHECK(std::find(parameter_groups().begin(), parameter_groups().end(), g) != parameter_groups().end(),
+                   ConfigError, "train.freeze: unknown group '", g, "' (groups: vision_tower, projector, cross_attention, "
+                   "self_attention, embeddings, lm_head)");
+  const std::string run_dir = cfg.run.output_dir;
+  std::string resume_from;
+  if (options.resume == "auto") {
+    resume_from = latest_checkpoint(run_dir);
+    if (resume_from.empty()) LOG_INFO0("train", "--resume auto: no checkpoint in ", run_dir, ", starting fresh");
+  } else if (!options.resume.empty()) {
+    resume_from = options.resume;
+    LLAVACOT_CHECK(stdfs::exists(stdfs::path(resume_from) / "trainer_state.json"), UsageError, resume_from,
+                   " is not a complete checkpoint (no trainer_state.json)");
+  } else {
+    LLAVACOT_CHECK(latest_checkpoint(run_dir).empty(), UsageError, run_dir,
+                   " already holds checkpoints; pass --resume auto to continue it or choose another run.output_dir");
+  }
+
+  // ---- process settings
+  if (cfg.run.threads > 0) at::set_num_threads(static_cast<int>(cfg.run.threads));
+  torch::manual_seed(static_cast<uint64_t>(cfg.run.seed));
+  if (tc.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
+  torch::Device device(torch::kCPU);
+  if (cfg.run.device == "auto") device = torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  else device = torch::Device(cfg.run.device);
+  fs::create_dirs(run_dir);
+  config::write_resolved(cfg, run_dir);
+
+  // ---- model and tokenizer
+  ModelConfig mc = cfg.model;
+  mc.dtype = tc.precision == "bf16" ? "bf16" : "fp32";
+  if (cfg.model.dtype != mc.dtype)
+    LOG_WARN("train", "train.precision ", tc.precision, " holds the weights in ", mc.dtype, " (model.dtype ", cfg.model.dtype,
+             " is ignored for training)");
+  auto model = model::build_model(mc, static_cast<uint64_t>(cfg.run.seed), device);
+  const auto& shapes = model->config;
+  const std::string tokenizer_path = find_tokenizer(cfg);
+  auto tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);
+  const auto& sp = tok->special_ids();
+  LLAVACOT_CHECK(sp.image == shapes.image_token_index, ConfigError, "tokenizer ", tokenizer_path, " has <|image|> at ",
+                 sp.image, " but the model expects ", shapes.image_token_index);
+  LLAVACOT_CHECK(tok->vocab_size() <= shapes.text.vocab_size + 8, ConfigError, "tokenizer ", tokenizer_path, " has ",
+                 tok->vocab_size(), " ids but the model's embedding has ", shapes.text.vocab_size + 8, " rows");
+  const text::TokenId pad = sp.pad >= 0 ? sp.pad : static_cast<text::TokenId>(shapes.text.pad_token_id);
+
+  // ---- freezing and the optimizer
+  std::map<std::string, int64_t> frozen_params;
+  int64_t trainable = 0;
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (auto& [name, p] : model->named_weights()) {
+    const std::string group = parameter_group(name, shapes);
+    const bool freeze = std::find(tc.freeze.begin(), tc.freeze.end(), group) != tc.freeze.end();
+    p.set_requires_grad(!freeze);
+    if (freeze) frozen_params[group] += p.numel();
+    else trainable += p.numel();
+    named.emplace_back(name, p);
+  }
+  LLAVACOT_CHECK(trainable > 0, ConfigError, "train.freeze leaves no parameter to train");
+  AdamW opt(named, {tc.lr, tc.adam_beta1, tc.adam_beta2, tc.adam_eps, tc.weight_decay});
+  std::vector<torch::Tensor> trainable_params;
+  for (const auto& [name, p] : opt.params()) trainable_params.push_back(p);
+
+  // ---- data
+  data::TrainingDataSettings ds;
+  ds.batch_size = tc.batch_size;
+  ds.seed = static_cast<uint64_t>(cfg.run.seed);
+  ds.pad_id = pad;
+  ds.run_dir = run_dir;
+  data::TrainingData data(cfg.data, *tok, data::image_processor_config(shapes.vision), ds);
+  auto& loader = data.loader();
+  const int64_t micro_per_epoch = loader.steps_per_epoch();
+  const int64_t steps_per_epoch = (micro_per_epoch + tc.grad_accum - 1) / tc.grad_accum;
+  int64_t total = tc.epochs * steps_per_epoch;
+  if (tc.max_steps > 0) total = std::min(total, tc.max_steps);
+  LrSchedule schedule{tc.schedule, tc.lr, tc.warmup_steps, total, steps_per_epoch, tc.step_gamma};
+
+  // ---- resume
+  State st;
+  const std::string metrics_path = run_dir + "/metrics.jsonl";
+  if (!resume_from.empty()) {
+    model::load_weights(model, resume_from);
+    const auto state_json = nlohmann::json::parse(fs::read_file(resume_from + "/trainer_state.json"));
+    st.step = state_json.at("step").get<int64_t>();
+    st.skipped = state_json.at("skipped").get<int64_t>();
+    st.streak = state_json.at("streak").get<int64_t>();
+    st.epoch = state_json.at("epoch").get<int64_t>();
+    st.elapsed = state_json.at("elapsed_s").get<double>();
+    st.position = data::LoaderPosition::from_json(state_json.at("data_position").dump());
+    std::map<std::string, torch::Tensor> saved;
+    at::Tensor rng;
+    for (auto& [name, t] : safetensors::load_all(resume_from + "/optimizer.safetensors")) {
+      if (name == "rng.cpu") rng = t;
+      else saved[name] = t;
+    }
+    opt.load_state(saved, state_json.at("optimizer_steps").get<int64_t>());
+    if (rng.defined()) {
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(rng.clone());
+    }
+    loader.seek(st.position);
+    // Metrics written after the checkpoint (by the run that died) are dropped: the resumed run rewrites them.
+    if (stdfs::exists(metrics_path)) {
+      std::istringstream in(fs::read_file(metrics_path));
+      std::string kept;
+      for (std::string line; std::getline(in, line);) {
+        try {
+          if (nlohmann::json::parse(line).at("step").get<int64_t>() <= st.step) kept += line + "\n";
+        } catch (const nlohmann::json::exception&) {
+          // a torn last line from a killed run
+        }
+      }
+      fs::write_file_atomic(metrics_path, kept);
+    }
+    LOG_INFO0("train", "resumed from ", resume_from, " at step ", st.step, " (epoch ", st.position.epoch, ", batch ",
+              st.position.step, ")");
+  } else if (stdfs::exists(metrics_path)) {
+    fs::write_file_atomic(metrics_path, "");
+  }
+  std::ofstream metrics(metrics_path, std::ios::app);
+  LLAVACOT_CHECK(metrics.good(), IoError, "cannot open ", metrics_path, " for appending");
+
+  std::string frozen_text;
+  for (const auto& [g, n] : frozen_params) frozen_text += str_cat(frozen_text.empty() ? "" : ", ", g, " ", n);
+  LOG_INFO0("train", "model ", cfg.model.preset, ": ", trainable, " trainable parameters",
+            frozen_text.empty() ? "" : " (frozen: " + frozen_text + ")", "; ", total, " steps of ", tc.batch_size, " x ",
+            tc.grad_accum, " samples (", steps_per_epoch, " per epoch); precision ", tc.precision, "; run dir ", run_dir);
+
+  // ---- checkpoints: weights in the training dtype (the fp32 master copy), so a resume is exact
+  model::SaveOptions exact;
+  exact.dtype = parse_dtype_of(model);
+  auto save_checkpoint = [&]() {
+    const std::string final_dir = str_cat(run_dir, "/checkpoint-", st.step);
+    if (stdfs::exists(final_dir)) return;
+    const std::string tmp = str_cat(run_dir, "/.checkpoint-", st.step, ".tmp-", ::getpid());
+    stdfs::remove_all(tmp);
+    fs::create_dirs(tmp);
+    model::save_pretrained(model, tmp, exact);
+    fs::write_file_atomic(tmp + "/tokenizer.json", fs::read_file(tokenizer_path));
+    auto tensors = opt.state();
+    tensors.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+    safetensors::save(tmp + "/optimizer.safetensors", tensors);
+    nlohmann::json s = {{"step", st.step},
+                        {"optimizer_steps", opt.steps()},
+                        {"skipped", st.skipped},
+                        {"streak", st.streak},
+                        {"epoch", st.epoch},
+                        {"elapsed_s", st.elapsed},
+                        {"data_position", nlohmann::json::parse(loader.position().to_json())},
+                        {"total_steps", total},
+                        {"lr", schedule.at(std::max<int64_t>(0, st.step - 1))},
+                        {"seed", cfg.run.seed}};
+    fs::write_file_atomic(tmp + "/trainer_state.json", s.dump(2) + "\n");
+    fs::fsync_dir(tmp);
+    stdfs::rename(tmp, final_dir);
+    fs::fsync_dir(run_dir);
+    if (tc.keep_last > 0) {
+      auto all = complete_checkpoints(run_dir);
+      for (size_t i = 0; i + static_cast<size_t>(tc.keep_last) < all.size(); ++i) stdfs::remove_all(all[i].second);
+    }
+    LOG_DEBUG("train", "checkpoint ", final_dir);
+  };
+
+  // ---- the loop
+  SignalScope signals;
+  Progress progress(total, tc.log_every);
+  const int64_t kill_after = [] {
+    const char* v = std::getenv("LLAVACOT_TEST_SIGKILL_AFTER_STEP");  // test hook: die hard after this step
+    return v ? std::atoll(v) : int64_t{0};
+  }();
+  TrainSummary summary;
+  summary.run_dir = run_dir;
+  const auto started = Clock::now();
+  const double elapsed_before = st.elapsed;
+  double last_loss = 0;
+  while (st.step < total) {
+    const auto t0 = Clock::now();
+    // Gather this step's micro-batches (fewer at the end of an epoch).
+    std::vector<data::Batch> micro;
+    while (static_cast<int64_t>(micro.size()) < tc.grad_accum) {
+      auto b = loader.next();
+      if (!b) {
+        if (!micro.empty()) break;  // the epoch ended: step with what was gathered
+        continue;                   // the loader moved to the next epoch
+      }
+      st.epoch = loader.position().epoch;
+      if (b->size() > 0) micro.push_back(std::move(*b));
+    }
+    int64_t tokens = 0, samples = 0;
+    for (const auto& b : micro) {
+      tokens += b.real_tokens;
+      samples += b.size();
+    }
+    const StepLoss fb = forward_backward(model, micro, device, tc.precision);
+    const bool loss_finite = fb.finite;
+    const double loss = loss_finite ? fb.loss : std::numeric_limits<double>::quiet_NaN();
+    bool finite = loss_finite;
+    double grad_norm = 0;
+    if (finite) {
+      grad_norm = clip_grad_norm(trainable_params, tc.clip_grad_norm);
+      finite = std::isfinite(grad_norm);
+    }
+    const double lr = schedule.at(st.step);
+    if (finite) {
+      opt.step(lr);
+      st.streak = 0;
+      last_loss = loss;
+    } else {
+      ++st.skipped;
+      ++st.streak;
+      LOG_WARN("train", "step ", st.step + 1, ": non-finite ", loss_finite ? "gradient" : "loss",
+               ", step skipped (", st.streak, " in a row, ", st.skipped, " in all)");
+      if (st.streak >= tc.max_nonfinite_steps) {
+        opt.zero_grad();
+        throw RuntimeError(str_cat("training stopped: ", st.streak, " steps in a row had a non-finite loss or gradient "
+                                   "(train.max_nonfinite_steps = ", tc.max_nonfinite_steps, "); lower train.lr, enable "
+                                   "train.clip_grad_norm, or check the data; the last checkpoint is ",
+                                   latest_checkpoint(run_dir).empty() ? "none" : latest_checkpoint(run_dir)));
+      }
+    }
+    opt.zero_grad();
+    ++st.step;
+    const double step_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    st.elapsed = elapsed_before + std::chrono::duration<double>(Clock::now() - started).count();
+    const double done_rate = static_cast<double>(st.step) / std::max(1e-9, st.elapsed);
+    if (st.step % std::max<int64_t>(1, tc.log_every) == 0 || st.step == total || !finite) {
+      nlohmann::json m = {{"step", st.step},
+                          {"epoch", st.epoch},
+                          {"loss", finite ? nlohmann::json(loss) : nlohmann::json(nullptr)},
+                          {"lr", lr},
+                          {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json(nullptr)},
+                          {"tokens_per_s", static_cast<double>(tokens) / step_s},
+                          {"samples_per_s", static_cast<double>(samples) / step_s},
+                          {"elapsed_s", st.elapsed},
+                          {"peak_memory_bytes", peak_rss_bytes()},
+                          {"skipped", st.skipped}};
+      metrics << m.dump() << "\n";
+      metrics.flush();
+    }
+    progress.update(st.step, st.epoch, loss, lr, static_cast<double>(tokens) / step_s,
+                    static_cast<double>(total - st.step) / std::max(1e-9, done_rate));
+    const bool stop = g_stop_signal.load() != 0;
+    if ((tc.save_every > 0 && st.step % tc.save_every == 0) || stop) save_checkpoint();
+    if (kill_after > 0 && st.step == kill_after) std::raise(SIGKILL);
+    if (stop) {
+      progress.end_line();
+      LOG_WARN("train", "signal ", g_stop_signal.load(), ": wrote ", latest_checkpoint(run_dir), " and stopped at step ",
+               st.step, "; continue with --resume auto");
+      summary.interrupted = true;
+      break;
+    }
+  }
+  if (!summary.interrupted) {
+    save_checkpoint();
+    const std::string final_dir = run_dir + "/final";
+    const std::string tmp = str_cat(run_dir, "/.final.tmp-", ::getpid());
+    stdfs::remove_all(tmp);
+    fs::create_dirs(tmp);
+    model::save_pretrained(model, tmp, exact);
+    fs::write_file_atomic(tmp + "/tokenizer.json", fs::read_file(tokenizer_path));
+    fs::fsync_dir(tmp);
+    stdfs::remove_all(final_dir);
+    stdfs::rename(tmp, final_dir);
+    fs::fsync_dir(run_dir);
+    summary.final_dir = final_dir;
+  }
+  summary.steps = st.step;
+  summary.skipped = st.skipped;
+  summary.last_loss = last_loss;
+  LOG_INFO0("train", "done: ", st.step, " steps (", st.skipped, " skipped), last loss ", last_loss, ", ",
+            data.bad_records().summary(), "; ", summary.final_dir.empty() ? "interrupted" : "final model " + summary.final_dir);
+  return summary;
+}
+
+}  // namespace llavacot::train

@@ -1,0 +1,184 @@
+// `llavacot train` end to end on the demo data: the run directory, the loss falling, an exact resume after
+// SIGKILL, SIGTERM writing a checkpoint, frozen groups, non-finite steps.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "llavacot/data/demo.h"
+#include "llavacot/io/safetensors.h"
+#include "llavacot/util/fs.h"
+#include "support/support.h"
+
+using namespace llavacot;
+using Catch::Matchers::Contains;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// Demo data shared by the cases of one process (generated once; deterministic).
+const std::string& demo_dir() {
+  static std::string dir;
+  if (dir.empty()) {
+    dir = test::fresh_dir("train_cli_demo") + "/demo";
+    data::DemoOptions o;
+    o.out = dir;
+    o.train = 300;
+    o.bench = 1;
+    data::make_demo_data(o);
+  }
+  return dir;
+}
+
+std::string train_cmd(const std::string& run_dir, const std::string& extra) {
+  const std::string& d = demo_dir();
+  return test::cli() + " train --config " + test::shell_quote(test::source_path("configs/train/demo.yaml")) +
+         " --set data.train_file=" + test::shell_quote(d + "/train.jsonl") + " --set data.image_root=" +
+         test::shell_quote(d + "/images") + " --set model.tokenizer=" + test::shell_quote(d + "/tokenizer.json") +
+         " --set run.output_dir=" + test::shell_quote(run_dir) + " --set run.threads=1 --set data.num_workers=1" +
+         " --set train.log_every=1 " + extra;
+}
+
+std::vector<nlohmann::json> metrics(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream f(run_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the demo config trains: the loss falls and the run directory is complete", "[cli][train]") {
+  const std::string run = test::fresh_dir("train_cli_falls") + "/run";
+  auto r = test::run_command(train_cmd(run, "--set train.max_steps=100 --set train.save_every=40 --set train.keep_last=2"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("trained: 100 steps"));
+  const auto m = metrics(run);
+  REQUIRE(m.size() == 100);
+  for (const char* key : {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "elapsed_s",
+                          "peak_memory_bytes"})
+    CHECK(m.back().contains(key));
+  double head = 0, tail = 0;
+  for (int i = 0; i < 10; ++i) {
+    head += m[static_cast<size_t>(i)].at("loss").get<double>() / 10;
+    tail += m[m.size() - 10 + static_cast<size_t>(i)].at("loss").get<double>() / 10;
+  }
+  INFO("mean loss of the first 10 steps " << head << ", of the last 10 " << tail);
+  CHECK(tail < 0.6 * head);
+  CHECK(stdfs::exists(run + "/config.resolved.yaml"));
+  CHECK(stdfs::exists(run + "/bad_records.jsonl"));
+  CHECK(!stdfs::exists(run + "/checkpoint-40"));  // keep_last 2: 80 and 100 remain
+  CHECK(stdfs::exists(run + "/checkpoint-80/trainer_state.json"));
+  CHECK(stdfs::exists(run + "/checkpoint-100/optimizer.safetensors"));
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) CHECK(stdfs::exists(run + "/final/" + f));
+  // Starting again in the same run directory without --resume is refused.
+  r = test::run_command(train_cmd(run, "--set train.max_steps=100"));
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.output, Contains("--resume auto"));
+}
+
+TEST_CASE("a run killed with SIGKILL and resumed gives the uninterrupted run's losses exactly", "[cli][train]") {
+  const std::string base = test::fresh_dir("train_cli_resume");
+  const std::string opts = "--set train.max_steps=14 --set train.save_every=4 --set train.grad_accum=2";
+  auto r = test::run_command(train_cmd(base + "/straight", opts));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  r = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_STEP=7 " + train_cmd(base + "/killed", opts));
+  INFO(r.output);
+  CHECK(r.exit_code != 0);  // died by SIGKILL after step 7; the last checkpoint is step 4
+  CHECK(metrics(base + "/killed").size() == 7);
+  r = test::run_command(train_cmd(base + "/killed", opts + " --resume auto"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("resumed from"));
+  const auto a = metrics(base + "/straight"), b = metrics(base + "/killed");
+  REQUIRE(a.size() == 14);
+  REQUIRE(b.size() == 14);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(b[i].at("step") == a[i].at("step"));
+    CHECK(b[i].at("loss").get<double>() == a[i].at("loss").get<double>());  // bit-exact
+    CHECK(b[i].at("lr").get<double>() == a[i].at("lr").get<double>());
+  }
+  CHECK(fs::read_file(base + "/killed/final/model.safetensors") == fs::read_file(base + "/straight/final/model.safetensors"));
+}
+
+TEST_CASE("SIGTERM writes a checkpoint and stops cleanly; frozen groups stay bit-identical", "[cli][train]") {
+  const std::string base = test::fresh_dir("train_cli_signal");
+  const std::string run = base + "/run";
+  const std::string cmd = train_cmd(run, "--set train.max_steps=100000 --set \"train.freeze=[vision_tower, embeddings]\"") +
+                          " > " + test::shell_quote(base + "/log.txt") + " 2>&1";
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until a few steps are logged, then ask it to stop.
+  for (int i = 0; i < 600 && metrics(run).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const std::string log = fs::read_file(base + "/log.txt");
+  INFO(log);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_THAT(log, Contains("interrupted") && Contains("--resume auto"));
+  const auto steps = metrics(run).size();
+  CHECK(stdfs::exists(run + "/checkpoint-" + std::to_string(steps) + "/trainer_state.json"));
+  CHECK(!stdfs::exists(run + "/final"));
+
+  // The frozen groups equal a fresh model's from the same seed; a trained group does not.
+  const std::string fresh = base + "/fresh";
+  // One step under warmup has learning rate 0 (and so no weight decay either): the initial weights.
+  auto r = test::run_command(train_cmd(fresh, "--set train.max_steps=1"));
+  REQUIRE(r.exit_code == 0);
+  const auto trained = safetensors::load_all(run + "/checkpoint-" + std::to_string(steps) + "/model.safetensors");
+  std::map<std::string, at::Tensor> init;
+  for (auto& [k, t] : safetensors::load_all(fresh + "/final/model.safetensors")) init[k] = t;
+  int frozen = 0, moved = 0;
+  for (const auto& [k, t] : trained) {
+    const bool is_frozen = k.rfind("vision_model.", 0) == 0 || k.rfind("language_model.model.embed_tokens.", 0) == 0;
+    if (is_frozen) {
+      ++frozen;
+      CHECK(torch::equal(t, init.at(k)));
+    } else if (!torch::equal(t, init.at(k))) {
+      ++moved;
+    }
+  }
+  CHECK(frozen > 10);
+  CHECK(moved > 10);
+}
+
+TEST_CASE("non-finite steps are skipped, counted, and stop the run after the configured number", "[cli][train]") {
+  const std::string base = test::fresh_dir("train_cli_nan");
+  // Weights with one NaN in the output projection: every loss is NaN.
+  auto r = test::run_command(train_cmd(base + "/init", "--set train.max_steps=1"));
+  REQUIRE(r.exit_code == 0);
+  auto tensors = safetensors::load_all(base + "/init/final/model.safetensors");
+  for (auto& [name, t] : tensors)
+    if (name == "language_model.lm_head.weight") {
+      t = t.clone();
+      t.view(-1)[7] = std::numeric_limits<float>::quiet_NaN();
+    }
+  fs::create_dirs(base + "/nan");
+  safetensors::save(base + "/nan/model.safetensors", tensors);
+  r = test::run_command(train_cmd(base + "/run", "--set train.max_steps=50 --set train.max_nonfinite_steps=3 "
+                                                 "--set model.weights=" + test::shell_quote(base + "/nan/model.safetensors")));
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains("3 steps in a row had a non-finite loss or gradient") && Contains("train.lr"));
+  CHECK_THAT(r.output, Contains("non-finite loss, step skipped (1 in a row, 1 in all)"));
+  const auto m = metrics(base + "/run");
+  REQUIRE(m.size() == 2);  // the third skipped step aborts before its metrics line
+  CHECK(m.back().at("skipped").get<int64_t>() == 2);
+  CHECK(m.back().at("loss").is_null());
+}
