@@ -1,5 +1,7 @@
 #include "llavacot/model/layers.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 #include <limits>
 
@@ -146,6 +148,73 @@ double dtype_min(torch::ScalarType dtype) {
     case torch::kFloat16: return -65504.0;
     default: throw UsageError(str_cat("no masking bias for dtype ", c10::toString(dtype)));
   }
+}
+
+namespace {
+
+struct CheckpointHolder : torch::CustomClassHolder {
+  std::function<torch::Tensor(const std::vector<torch::Tensor>&)> fn;
+  c10::DeviceType device = c10::DeviceType::CPU;
+  bool autocast = false;
+  at::ScalarType autocast_dtype = at::kBFloat16;
+};
+
+struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                c10::intrusive_ptr<CheckpointHolder> holder,
+                                                at::TensorList inputs) {
+    ctx->save_for_backward(inputs.vec());
+    auto out = holder->fn(inputs.vec());  // grad mode is off here: no graph, no saved activations
+    ctx->saved_data["fn"] = c10::IValue::make_capsule(holder);
+    return {out};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto holder = c10::static_intrusive_pointer_cast<CheckpointHolder>(ctx->saved_data["fn"].toCapsule());
+    std::vector<torch::Tensor> inputs;
+    for (const auto& t : ctx->get_saved_variables())
+      inputs.push_back(t.defined() ? t.detach().requires_grad_(t.requires_grad()) : t);
+    torch::Tensor out;
+    {
+      torch::AutoGradMode grad(true);
+      const bool prev = at::autocast::is_autocast_enabled(holder->device);
+      const auto prev_dtype = at::autocast::get_autocast_dtype(holder->device);
+      if (holder->autocast) {
+        at::autocast::set_autocast_enabled(holder->device, true);
+        at::autocast::set_autocast_dtype(holder->device, holder->autocast_dtype);
+        at::autocast::increment_nesting();
+      }
+      out = holder->fn(inputs);
+      if (holder->autocast) {
+        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+        at::autocast::set_autocast_enabled(holder->device, prev);
+        at::autocast::set_autocast_dtype(holder->device, prev_dtype);
+      }
+    }
+    torch::autograd::backward({out}, {grad_out[0]});
+    torch::autograd::variable_list grads = {torch::Tensor()};  // for the holder
+    for (const auto& t : inputs) grads.push_back(t.defined() && t.requires_grad() ? t.grad() : torch::Tensor());
+    return grads;
+  }
+};
+
+}  // namespace
+
+torch::Tensor checkpointed(std::function<torch::Tensor(const std::vector<torch::Tensor>&)> fn,
+                           std::vector<torch::Tensor> inputs) {
+  auto holder = c10::make_intrusive<CheckpointHolder>();
+  holder->fn = std::move(fn);
+  holder->device = inputs.front().device().type();
+  holder->autocast = at::autocast::is_autocast_enabled(holder->device);
+  holder->autocast_dtype = at::autocast::get_autocast_dtype(holder->device);
+  // With no input requiring grad (frozen embeddings), the output would not either and the parameters inside
+  // would get no gradient: a zero-size input that requires grad keeps the node in the graph.
+  bool any = false;
+  for (const auto& t : inputs) any = any || (t.defined() && t.requires_grad());
+  if (!any) inputs.push_back(torch::empty({0}, inputs.front().options()).requires_grad_(true));
+  // Passed as a TensorList so that autograd sees each element as an input (a std::vector would not be).
+  return CheckpointFunction::apply(holder, at::TensorList(inputs))[0];
 }
 
 }  // namespace llavacot::model

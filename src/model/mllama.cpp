@@ -82,6 +82,7 @@ MllamaOutput MllamaForConditionalGenerationImpl::forward(const MllamaInputs& in,
   step.cache = cache ? &cache->self : nullptr;
   step.backend = runtime.backend;
   step.row_masking = runtime.row_masking;
+  step.checkpoint = runtime.activation_checkpointing && cache == nullptr;
 
   // Cross-attention: fresh vision states, or the ones the cache holds.
   int64_t tokens_per_tile = config.vision.patches_per_tile() + 1;

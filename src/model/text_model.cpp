@@ -168,12 +168,30 @@ TextModelImpl::TextModelImpl(const MllamaTextConfig& c, const torch::TensorOptio
 torch::Tensor TextModelImpl::forward(const torch::Tensor& input_ids, TextStep& step) const {
   auto h = embed_tokens->forward(input_ids);
   const bool have_vision = step.cross_states.defined() || (step.cross && !step.cross->empty());
+  const bool checkpoint = step.checkpoint && torch::GradMode::is_enabled() && step.cache == nullptr;
   for (int64_t i = 0; i < static_cast<int64_t>(layers->size()); ++i) {
     if (config.is_cross_layer(i)) {
       if (!have_vision) continue;  // text-only: cross layers are skipped entirely (spec §2.3)
-      h = layers->ptr(i)->as<CrossDecoderLayer>()->forward(h, step, i);
+      auto layer = layers->ptr(i)->as<CrossDecoderLayer>();
+      if (checkpoint && step.cross_states.defined() && step.cross == nullptr) {
+        // The vision states are an input of the recomputed layer, so their gradient reaches the vision model.
+        TextStep s = step;
+        h = checkpointed([layer, s, i](const std::vector<torch::Tensor>& in) {
+              TextStep t = s;
+              t.cross_states = in[1];
+              return layer->forward(in[0], t, i);
+            }, {h, step.cross_states});
+      } else {
+        h = layer->forward(h, step, i);
+      }
     } else {
-      h = layers->ptr(i)->as<SelfDecoderLayer>()->forward(h, step, i);
+      auto layer = layers->ptr(i)->as<SelfDecoderLayer>();
+      if (checkpoint) {
+        TextStep s = step;
+        h = checkpointed([layer, s, i](const std::vector<torch::Tensor>& in) { return layer->forward(in[0], s, i); }, {h});
+      } else {
+        h = layer->forward(h, step, i);
+      }
     }
   }
   return norm->forward(h);

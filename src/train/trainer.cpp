@@ -212,8 +212,6 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   const auto& tc = cfg.train;
   // ---- settings that cannot be honoured are refused before any work
   LLAVACOT_CHECK(!cfg.data.train_file.empty(), ConfigError, "data.train_file is not set");
-  LLAVACOT_CHECK(tc.activation_checkpointing == false, ConfigError,
-                 "train.activation_checkpointing is not available in this version");
   for (const auto& g : tc.freeze)
     LLAVACOT_CHECK(std::find(parameter_groups().begin(), parameter_groups().end(), g) != parameter_groups().end(),
                    ConfigError, "train.freeze: unknown group '", g, "' (groups: vision_tower, projector, cross_attention, "
@@ -249,6 +247,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     LOG_WARN("train", "train.precision ", tc.precision, " holds the weights in ", mc.dtype, " (model.dtype ", cfg.model.dtype,
              " is ignored for training)");
   auto model = model::build_model(mc, static_cast<uint64_t>(cfg.run.seed), device);
+  model->runtime.activation_checkpointing = tc.activation_checkpointing;
   const auto& shapes = model->config;
   const std::string tokenizer_path = find_tokenizer(cfg);
   auto tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);

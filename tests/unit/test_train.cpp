@@ -143,3 +143,86 @@ TEST_CASE("k accumulated micro-batches give the gradient of one batch k times th
   CHECK(scale > 0);
   CHECK(worst < 1e-5 * scale);
 }
+
+namespace {
+
+model::MllamaInputs labelled_batch(const model::MllamaConfig& c) {
+  const auto image = c.image_token_index;
+  auto row = [&](int64_t n, uint64_t seed, int64_t ar) {
+    test::PromptRow r;
+    r.ids = {image};
+    for (auto t : test::random_tokens(c, n, seed)) r.ids.push_back(t);
+    r.aspect_ratio_ids = {ar};
+    return r;
+  };
+  auto in = test::make_batch(c, {row(20, 1, 6), row(14, 2, 1)}, 5);
+  in.labels = test::make_labels(in, 3);
+  return in;
+}
+
+std::vector<torch::Tensor> gradients(model::MllamaForConditionalGeneration& m, const model::MllamaInputs& in) {
+  for (auto& [name, p] : m->named_weights()) p.mutable_grad() = torch::Tensor();
+  m->forward(in).loss.backward();
+  std::vector<torch::Tensor> g;
+  for (auto& [name, p] : m->named_weights()) g.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("activation checkpointing gives the same gradients, frozen embeddings included", "[train]") {
+  ModelConfig mc;
+  mc.preset = "tiny";
+  auto m = model::build_model(mc, 4);
+  for (auto& [name, p] : m->named_weights())
+    if (name.find("gate") != std::string::npos) p.detach().fill_(0.7);
+  const auto in = labelled_batch(m->config);
+  for (bool freeze_embeddings : {false, true}) {
+    INFO("frozen embeddings: " << freeze_embeddings);
+    for (auto& [name, p] : m->named_weights())
+      p.set_requires_grad(!(freeze_embeddings && name.find("embed_tokens") != std::string::npos));
+    m->runtime.activation_checkpointing = false;
+    const auto plain = gradients(m, in);
+    m->runtime.activation_checkpointing = true;
+    const auto ckpt = gradients(m, in);
+    REQUIRE(plain.size() == ckpt.size());
+    int compared = 0;
+    for (size_t i = 0; i < plain.size(); ++i) {
+      INFO("parameter " << m->named_weights()[i].first);
+      REQUIRE(plain[i].defined() == ckpt[i].defined());
+      if (!plain[i].defined()) continue;
+      CHECK(test::max_abs_diff(plain[i], ckpt[i]) <= 1e-6 * std::max(1.0, plain[i].abs().max().item<double>()));
+      ++compared;
+    }
+    CHECK(compared >= (freeze_embeddings ? 40 : 41));
+  }
+}
+
+TEST_CASE("bf16 autocast and pure bf16 steps give losses close to fp32", "[train]") {
+  ModelConfig mc;
+  mc.preset = "tiny";
+  auto m = model::build_model(mc, 4);
+  const auto in = labelled_batch(m->config);
+  const double fp32 = m->forward(in).loss.item<double>();
+  data::Batch b;
+  b.input_ids = in.input_ids;
+  b.attention_mask = in.attention_mask;
+  b.labels = in.labels;
+  b.pixel_values = in.pixel_values;
+  b.aspect_ratio_ids = in.aspect_ratio_ids;
+  b.aspect_ratio_mask = in.aspect_ratio_mask;
+  b.cross_attention_mask = in.cross_attention_mask;
+  const auto autocast = train::forward_backward(m, {b}, torch::kCPU, "bf16_autocast");
+  CHECK(autocast.finite);
+  CHECK(autocast.loss == Approx(fp32).epsilon(0.01));
+  for (auto& [name, p] : m->named_weights()) CHECK(p.scalar_type() == torch::kFloat);  // the fp32 master weights
+  mc.dtype = "bf16";
+  auto mb = model::build_model(mc, 4);
+  const auto pure = train::forward_backward(mb, {b}, torch::kCPU, "bf16");
+  CHECK(pure.finite);
+  CHECK(pure.loss == Approx(fp32).epsilon(0.02));
+  train::AdamW opt(mb->named_weights(), {1e-3, 0.9, 0.999, 1e-8, 0.0});
+  opt.step(1e-3);
+  for (const auto& [k, t] : opt.state())
+    if (k.rfind("exp_avg.", 0) == 0) CHECK(t.scalar_type() == torch::kBFloat16);
+}

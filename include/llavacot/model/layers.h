@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+
 #include <cstdint>
 #include <string>
 
@@ -105,5 +107,12 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 
 /// The most negative finite value of a floating dtype (the reference's masking bias).
 double dtype_min(torch::ScalarType dtype);
+
+/// Activation checkpointing: runs fn(inputs) without keeping its intermediate activations (no graph is built
+/// inside), and in backward runs it again with a graph and back-propagates through it, so parameters used by fn
+/// get their gradients and the inputs theirs (torch.utils.checkpoint's reentrant form). The autocast state of
+/// the forward pass is restored for the recomputation. fn must give the same result twice (no dropout).
+torch::Tensor checkpointed(std::function<torch::Tensor(const std::vector<torch::Tensor>&)> fn,
+                           std::vector<torch::Tensor> inputs);
 
 }  // namespace llavacot::model

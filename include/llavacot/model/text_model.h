@@ -31,6 +31,7 @@ struct TextStep {
   torch::Tensor row_mask;          // [B, S, 1] 0/1, or undefined
   AttentionBackend backend = AttentionBackend::kFused;
   RowMasking row_masking = RowMasking::kHuggingFace;
+  bool checkpoint = false;         // recompute each decoder layer in backward (training without a cache)
 };
 
 class TextMlpImpl : public torch::nn::Module {
