@@ -262,7 +262,7 @@ void bench_image(int threads, const std::string& python, const std::string& out_
 void register_bench(CLI::App& app) {
   struct Args {
     std::string what, tokenizer, python = "python3", out_dir = "runs/bench";
-    std::string preset = "small", profile_dir, attention = "fused", data;
+    std::string preset = "small", profile_dir, attention = "fused", data, single;
     std::vector<std::string> presets{"tiny", "small"};
     double megabytes = 12;
     int threads = 0;
@@ -270,10 +270,12 @@ void register_bench(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "measure ours against a peer in the same run; prints JSON and a table");
-  cmd->add_option("what", a->what, "tokenizer | image | model | data")
+  cmd->add_option("what", a->what, "tokenizer | image | model | data | train")
       ->required()
-      ->check(CLI::IsMember({"tokenizer", "image", "model", "data"}));
-  cmd->add_option("--preset", a->preset, "model preset or config.json for the model benchmark (default small)");
+      ->check(CLI::IsMember({"tokenizer", "image", "model", "data", "train"}));
+  cmd->add_option("--single", a->single, "train benchmark, internal: measure one mode in this process")
+      ->group("");
+  cmd->add_option("--preset", a->preset, "model preset or config.json for the model and train benchmarks (default small)");
   cmd->add_flag("--quick", a->quick, "model and data benchmarks: a smoke run, not a measurement");
   cmd->add_flag("--no-peer", a->no_peer, "model benchmark: skip transformers");
   cmd->add_option("--profile", a->profile_dir, "model benchmark: write chrome traces of one train step here")
@@ -299,6 +301,11 @@ void register_bench(CLI::App& app) {
       m.preset = a->preset, m.python = a->python, m.out_dir = a->out_dir, m.threads = threads;
       m.quick = a->quick, m.no_peer = a->no_peer, m.profile_dir = a->profile_dir, m.attention = a->attention;
       bench_model(m);
+    } else if (a->what == "train") {
+      BenchTrainArgs t;
+      t.preset = a->preset, t.python = a->python, t.out_dir = a->out_dir, t.single = a->single;
+      t.threads = threads, t.no_peer = a->no_peer;
+      bench_train(t);
     } else if (a->what == "data") {
       BenchDataArgs d;
       d.data_dir = a->data, d.tokenizer = a->tokenizer, d.out_dir = a->out_dir, d.presets = a->presets;

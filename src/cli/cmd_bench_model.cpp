@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include "bench_util.h"
 #include "common.h"
 #include "llavacot/model/mllama.h"
 #include "llavacot/util/error.h"
@@ -37,18 +38,6 @@ double best_time(int repeats, F&& fn) {
 
 std::string dtype_label(torch::ScalarType t) { return t == torch::kBFloat16 ? "bfloat16" : "float32"; }
 
-// Peak dense matmul FLOP/s of this process at `dtype`: the best of square products of a few sizes.
-double peak_matmul_flops(torch::ScalarType dtype) {
-  torch::NoGradGuard no_grad;
-  double best = 0;
-  for (int64_t n : {512, 1024, 2048}) {
-    auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
-    torch::mm(a, b);
-    const double t = best_time(3, [&] { torch::mm(a, b); });
-    best = std::max(best, 2.0 * static_cast<double>(n) * n * n / t);
-  }
-  return best;
-}
 
 // Matrix-vector bandwidth: bytes of a 256 MB weight read per second by the same linear() decode uses.
 double matvec_bytes_per_s(torch::ScalarType dtype) {
@@ -68,24 +57,6 @@ struct Shapes {
   int64_t aspect_ratio_id = 6;  // 2x2 tiles
 };
 
-// A batch of `batch` rows of `seq` tokens, an image token first, one image of the given aspect ratio.
-model::MllamaInputs bench_inputs(const model::MllamaConfig& c, int64_t batch, int64_t seq, int64_t ar_id,
-                                 torch::ScalarType dtype) {
-  const auto& v = c.vision;
-  const auto [th, tw] = v.supported_aspect_ratios.at(static_cast<size_t>(ar_id - 1));
-  const int64_t tiles = th * tw, t = v.max_num_tiles;
-  model::MllamaInputs in;
-  in.input_ids = torch::randint(0, c.text.vocab_size - 16, {batch, seq}, torch::kInt64);
-  in.input_ids.select(1, 0).fill_(c.image_token_index);
-  in.pixel_values = torch::zeros({batch, 1, t, v.num_channels, v.image_size, v.image_size}, dtype);
-  in.pixel_values.narrow(2, 0, tiles).normal_();
-  in.aspect_ratio_ids = torch::full({batch, 1}, ar_id, torch::kInt64);
-  in.aspect_ratio_mask = torch::zeros({batch, 1, t}, torch::kInt64);
-  in.aspect_ratio_mask.narrow(2, 0, tiles).fill_(1);
-  in.cross_attention_mask = torch::zeros({batch, seq, 1, t}, torch::kInt64);
-  in.cross_attention_mask.narrow(3, 0, tiles).fill_(1);
-  return in;
-}
 
 // Runs `steps` greedy decoding steps that continue `cache` from `logits` (updated); returns the seconds taken.
 double greedy_steps(const model::MllamaForConditionalGeneration& m, model::GenerationCache& cache,
@@ -166,6 +137,38 @@ std::pair<double, double> decode_at_11b_shapes(int64_t steps) {
 }
 
 }  // namespace
+
+// Peak dense matmul FLOP/s of this process at `dtype`: the best of square products of a few sizes.
+double peak_matmul_flops(torch::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  double best = 0;
+  for (int64_t n : {512, 1024, 2048}) {
+    auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
+    torch::mm(a, b);
+    const double t = best_time(3, [&] { torch::mm(a, b); });
+    best = std::max(best, 2.0 * static_cast<double>(n) * n * n / t);
+  }
+  return best;
+}
+
+// A batch of `batch` rows of `seq` tokens, an image token first, one image of the given aspect ratio.
+model::MllamaInputs bench_inputs(const model::MllamaConfig& c, int64_t batch, int64_t seq, int64_t ar_id,
+                                 torch::ScalarType dtype) {
+  const auto& v = c.vision;
+  const auto [th, tw] = v.supported_aspect_ratios.at(static_cast<size_t>(ar_id - 1));
+  const int64_t tiles = th * tw, t = v.max_num_tiles;
+  model::MllamaInputs in;
+  in.input_ids = torch::randint(0, c.text.vocab_size - 16, {batch, seq}, torch::kInt64);
+  in.input_ids.select(1, 0).fill_(c.image_token_index);
+  in.pixel_values = torch::zeros({batch, 1, t, v.num_channels, v.image_size, v.image_size}, dtype);
+  in.pixel_values.narrow(2, 0, tiles).normal_();
+  in.aspect_ratio_ids = torch::full({batch, 1}, ar_id, torch::kInt64);
+  in.aspect_ratio_mask = torch::zeros({batch, 1, t}, torch::kInt64);
+  in.aspect_ratio_mask.narrow(2, 0, tiles).fill_(1);
+  in.cross_attention_mask = torch::zeros({batch, seq, 1, t}, torch::kInt64);
+  in.cross_attention_mask.narrow(3, 0, tiles).fill_(1);
+  return in;
+}
 
 void bench_model(const BenchModelArgs& args) {
   at::set_num_threads(args.threads);

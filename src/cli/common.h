@@ -53,6 +53,15 @@ struct BenchDataArgs {
 };
 void bench_data(const BenchDataArgs& args);
 
+/// `llavacot bench train` (src/cli/cmd_bench_train.cpp).
+struct BenchTrainArgs {
+  std::string preset = "small", python = "python3", out_dir = "runs/bench";
+  std::string single;  // internal: measure this one mode in this process and print its JSON
+  int threads = 1;
+  bool no_peer = false;
+};
+void bench_train(const BenchTrainArgs& args);
+
 /// Throws NotImplementedError for a subcommand that a later milestone delivers.
 [[noreturn]] void not_implemented(const std::string& command, const std::string& what);
 

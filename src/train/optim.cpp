@@ -108,12 +108,11 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm)
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return 0.0;
-  std::vector<torch::Tensor> norms;
-  for (const auto& g : grads) norms.push_back(g.norm(2, {}, false, torch::kDouble));
-  const double total = torch::stack(norms).norm().item<double>();
+  // Per-tensor norms in one multi-tensor pass (in the gradients' dtype, as torch does), combined in float64.
+  const auto norms = at::_foreach_norm(grads, 2);
+  const double total = torch::stack(norms).to(torch::kDouble).norm().item<double>();
   const double scale = max_norm / (total + 1e-6);
-  if (max_norm > 0 && std::isfinite(total) && scale < 1.0)
-    for (auto& g : grads) g.mul_(scale);
+  if (max_norm > 0 && std::isfinite(total) && scale < 1.0) at::_foreach_mul_(grads, scale);
   return total;
 }
 

@@ -79,6 +79,11 @@ TEST_CASE("the demo config trains: the loss falls and the run directory is compl
   CHECK(stdfs::exists(run + "/checkpoint-80/trainer_state.json"));
   CHECK(stdfs::exists(run + "/checkpoint-100/optimizer.safetensors"));
   for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) CHECK(stdfs::exists(run + "/final/" + f));
+  // scripts/plot_metrics.py draws the curves.
+  r = test::run_command(test::python_script_command("scripts/plot_metrics.py", test::shell_quote(run + "/metrics.jsonl")));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  for (const char* png : {"loss.png", "lr.png", "throughput.png"}) CHECK(stdfs::file_size(run + "/" + png) > 1000);
   // Starting again in the same run directory without --resume is refused.
   r = test::run_command(train_cmd(run, "--set train.max_steps=100"));
   CHECK(r.exit_code != 0);

@@ -60,7 +60,7 @@ struct LrSchedule {
   double at(int64_t step) const;
 };
 
-/// The global L2 norm of the gradients (float64 accumulation); when max_norm > 0 and the norm exceeds it,
+/// The global L2 norm of the gradients (per-tensor norms in one multi-tensor pass, combined in float64); when max_norm > 0 and the norm exceeds it,
 /// scales the gradients by max_norm / (norm + 1e-6) when that is below 1, as torch.nn.utils.clip_grad_norm_. Returns the norm
 /// before clipping (inf or nan when a gradient is not finite; nothing is scaled then).
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);

@@ -1,0 +1,19 @@
+// Pieces shared by the model and training benchmarks (src/cli/cmd_bench_model.cpp, cmd_bench_train.cpp).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+#include "llavacot/model/mllama.h"
+
+namespace llavacot::cli {
+
+/// Peak dense matmul FLOP/s of this process at `dtype`: the best of square products of a few sizes.
+double peak_matmul_flops(torch::ScalarType dtype);
+
+/// A batch of `batch` rows of `seq` tokens, an image token first, one image of aspect ratio `ar_id`.
+model::MllamaInputs bench_inputs(const model::MllamaConfig& c, int64_t batch, int64_t seq, int64_t ar_id,
+                                 torch::ScalarType dtype);
+
+}  // namespace llavacot::cli
