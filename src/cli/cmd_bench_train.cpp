@@ -44,7 +44,7 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(u.ru_maxrss) * 1024;
 }
 
-constexpr int64_t kBatch = 2, kSeq = 256, kAspectRatio = 6, kIters = 3;
+constexpr int64_t kBatch = 2, kSeq = 256, kAspectRatio = 6, kIters = 5;
 
 // One configuration, in this process: prints {"step_s": best, "base_rss", "peak_rss"}.
 void measure_single(const std::string& preset, const std::string& mode, int threads) {

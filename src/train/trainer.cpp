@@ -130,11 +130,13 @@ class Progress {
 
 std::string find_tokenizer(const Config& c) {
   if (!c.model.tokenizer.empty()) return c.model.tokenizer;
-  for (const std::string& dir : {c.model.weights, c.model.preset}) {
-    if (dir.empty()) continue;
-    const stdfs::path p = stdfs::is_directory(dir) ? stdfs::path(dir) / "tokenizer.json" : stdfs::path(dir).parent_path() / "tokenizer.json";
-    if (stdfs::exists(p)) return p.string();
-  }
+  std::vector<stdfs::path> candidates;
+  if (!c.model.weights.empty())  // a checkpoint directory, or the folder of a .safetensors file
+    candidates.push_back(stdfs::is_directory(c.model.weights) ? stdfs::path(c.model.weights) / "tokenizer.json"
+                                                              : stdfs::path(c.model.weights).parent_path() / "tokenizer.json");
+  if (stdfs::is_directory(c.model.preset)) candidates.push_back(stdfs::path(c.model.preset) / "tokenizer.json");
+  for (const auto& p : candidates)
+    if (!p.parent_path().empty() && stdfs::exists(p)) return p.string();
   throw ConfigError("model.tokenizer is not set and no tokenizer.json lies beside model.weights or model.preset");
 }
 

@@ -187,3 +187,20 @@ TEST_CASE("non-finite steps are skipped, counted, and stop the run after the con
   CHECK(m.back().at("skipped").get<int64_t>() == 2);
   CHECK(m.back().at("loss").is_null());
 }
+
+TEST_CASE("bench train measures every precision and checkpointing mode in its own process", "[cli][train]") {
+  const std::string out = test::fresh_dir("train_cli_bench");
+  auto r = test::run_command(test::cli() + " bench train --preset tiny --threads 1 --no-peer --out " + test::shell_quote(out));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto at = r.output.find("{\"bench\":\"train\"");
+  REQUIRE(at != std::string::npos);
+  const auto rec = nlohmann::json::parse(r.output.substr(at, r.output.find('\n', at) - at));
+  for (const char* mode : {"fp32", "fp32+ckpt", "bf16", "bf16+ckpt"}) {
+    INFO(mode);
+    const auto& ours = rec.at("modes").at(mode).at("ours");
+    CHECK(ours.at("step_s").get<double>() > 0);
+    CHECK(ours.at("peak_rss").get<int64_t>() > ours.at("base_rss").get<int64_t>());
+  }
+  CHECK_THAT(r.output, Contains("+memory MB"));
+}
