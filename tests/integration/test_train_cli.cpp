@@ -23,11 +23,12 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-// Demo data shared by the cases of one process (generated once; deterministic).
+// Demo data for the cases of one process (generated once; deterministic). CTest runs each case in its own
+// process, possibly in parallel, so each process has its own folder.
 const std::string& demo_dir() {
   static std::string dir;
   if (dir.empty()) {
-    dir = test::fresh_dir("train_cli_demo") + "/demo";
+    dir = test::fresh_dir("train_cli_demo_" + std::to_string(::getpid())) + "/demo";
     data::DemoOptions o;
     o.out = dir;
     o.train = 300;
