@@ -23,7 +23,8 @@ torch::Tensor MllamaForConditionalGenerationImpl::vision_features(const torch::T
                                                                   const torch::Tensor& aspect_ratio_mask) const {
   LLAVACOT_CHECK(aspect_ratio_ids.defined() && aspect_ratio_mask.defined(), UsageError,
                  "pixel_values need aspect_ratio_ids and aspect_ratio_mask");
-  return vision_model->forward(pixel_values, aspect_ratio_ids, aspect_ratio_mask, runtime.backend, runtime.vision_taps);
+  return vision_model->forward(pixel_values, aspect_ratio_ids, aspect_ratio_mask, runtime.backend, runtime.vision_taps,
+                               runtime.activation_checkpointing);
 }
 
 torch::Tensor MllamaForConditionalGenerationImpl::cross_attention_states(const torch::Tensor& pixel_values,

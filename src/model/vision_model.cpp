@@ -69,7 +69,7 @@ VisionEncoderImpl::VisionEncoderImpl(const MllamaVisionConfig& c, int64_t num_la
 
 torch::Tensor VisionEncoderImpl::forward(torch::Tensor x, const torch::Tensor& mask, AttentionBackend backend,
                                          const std::vector<int64_t>& tap_indices,
-                                         std::vector<torch::Tensor>* taps) const {
+                                         std::vector<torch::Tensor>* taps, bool checkpoint) const {
   auto want = [&](int64_t k) {
     return taps && std::find(tap_indices.begin(), tap_indices.end(), k) != tap_indices.end();
   };
@@ -77,7 +77,12 @@ torch::Tensor VisionEncoderImpl::forward(torch::Tensor x, const torch::Tensor& m
   const auto n = static_cast<int64_t>(layers->size());
   for (int64_t k = 0; k < n; ++k) {
     if (want(k)) found.emplace_back(k, x);
-    x = layers->ptr(k)->as<VisionEncoderLayer>()->forward(x, mask, backend);
+    auto layer = layers->ptr(k)->as<VisionEncoderLayer>();
+    if (checkpoint && torch::GradMode::is_enabled())
+      x = checkpointed([layer, mask, backend](const std::vector<torch::Tensor>& in) { return layer->forward(in[0], mask, backend); },
+                       {x});
+    else
+      x = layer->forward(x, mask, backend);
   }
   if (want(n)) found.emplace_back(n, x);
   if (taps) {
@@ -141,7 +146,7 @@ torch::Tensor vision_attention_mask(const torch::Tensor& aspect_ratio_mask, int6
 
 torch::Tensor VisionModelImpl::forward(const torch::Tensor& pixel_values, const torch::Tensor& aspect_ratio_ids,
                                        const torch::Tensor& aspect_ratio_mask, AttentionBackend backend,
-                                       VisionTaps tap_mode) const {
+                                       VisionTaps tap_mode, bool checkpoint) const {
   LLAVACOT_CHECK(pixel_values.dim() == 6, UsageError, "pixel_values must be [B, M, T, C, S, S], got ",
                  pixel_values.sizes());
   const auto b = pixel_values.size(0), m = pixel_values.size(1), t = pixel_values.size(2);
@@ -171,12 +176,12 @@ torch::Tensor VisionModelImpl::forward(const torch::Tensor& pixel_values, const 
   auto tap_indices = config.intermediate_layers_indices;
   if (tap_mode == VisionTaps::kLayerOutputs)
     for (auto& k : tap_indices) ++k;  // output of layer k = input of layer k + 1
-  h = transformer->forward(h.reshape({n, t * p8, hid}), mask, backend, tap_indices, &taps);
+  h = transformer->forward(h.reshape({n, t * p8, hid}), mask, backend, tap_indices, &taps, checkpoint);
   LLAVACOT_CHECK(taps.size() == tap_indices.size(), UsageError, "intermediate_layers_indices must lie in 0..",
                  config.num_hidden_layers - (tap_mode == VisionTaps::kLayerOutputs ? 1 : 0));
   h = layernorm_post->forward(h);
   h = post_tile_positional_embedding->forward(h.reshape({n, t, p8, hid}), ids).reshape({n, t * p8, hid});
-  h = global_transformer->forward(h, mask, backend);
+  h = global_transformer->forward(h, mask, backend, {}, nullptr, checkpoint);
   h = h.reshape({n, t, p8, hid}).narrow(2, 0, p).reshape({b, m, t, p, hid});
   const auto k = static_cast<int64_t>(taps.size());
   auto inter = torch::stack(taps, -1).reshape({n, t, p8, hid * k}).narrow(2, 0, p).reshape({b, m, t, p, hid * k});

@@ -114,7 +114,8 @@ struct TrainConfig {
     v.field("precision", precision, "fp32 | bf16_autocast (fp32 master weights) | bf16");
     v.field("freeze", freeze,
             "frozen parameter groups: vision_tower, projector, cross_attention, self_attention, embeddings, lm_head");
-    v.field("activation_checkpointing", activation_checkpointing, "recompute each decoder layer in backward");
+    v.field("activation_checkpointing", activation_checkpointing,
+            "recompute each vision and text decoder layer in backward instead of keeping its activations");
     v.field("deterministic", deterministic, "use deterministic kernels (slower)");
     v.field("save_every", save_every, "checkpoint every N optimizer steps (0 = at the end only)");
     v.field("keep_last", keep_last, "checkpoints to keep (0 = all)");

@@ -60,8 +60,10 @@ class VisionEncoderImpl : public torch::nn::Module {
   VisionEncoderImpl(const MllamaVisionConfig& config, int64_t num_layers, bool gated, const torch::TensorOptions& options);
   /// Runs every layer. When `taps` is given, fills it with the hidden states listed in `tap_indices`
   /// (index k = the input of layer k, index num_layers = the final output).
+  /// With `checkpoint` (and grad mode on), each layer is recomputed in backward instead of keeping its activations.
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask, AttentionBackend backend,
-                        const std::vector<int64_t>& tap_indices = {}, std::vector<torch::Tensor>* taps = nullptr) const;
+                        const std::vector<int64_t>& tap_indices = {}, std::vector<torch::Tensor>* taps = nullptr,
+                        bool checkpoint = false) const;
   torch::nn::ModuleList layers{nullptr};
 };
 TORCH_MODULE(VisionEncoder);
@@ -95,7 +97,7 @@ class VisionModelImpl : public torch::nn::Module {
   /// -> [B, M, T, P, vision_output_dim] with P = patches per tile + 1.
   torch::Tensor forward(const torch::Tensor& pixel_values, const torch::Tensor& aspect_ratio_ids,
                         const torch::Tensor& aspect_ratio_mask, AttentionBackend backend,
-                        VisionTaps taps = VisionTaps::kLayerInputs) const;
+                        VisionTaps taps = VisionTaps::kLayerInputs, bool checkpoint = false) const;
 
   MllamaVisionConfig config;
   PatchConv patch_embedding{nullptr};
