@@ -101,3 +101,37 @@ TEST_CASE("the first 20 training losses equal a PyTorch loop with transformers' 
   CHECK(theirs.front() > theirs.back() + 0.3);  // the reference learns too: the comparison is not of two flat lines
   CHECK(worst < 1e-4);
 }
+
+TEST_CASE("train starts from a Hugging Face model directory written by transformers", "[oracle][train]") {
+  const std::string dir = test::fresh_dir("train_from_hf");
+  data::DemoOptions d;
+  d.out = dir + "/demo";
+  d.train = 60;
+  d.bench = 1;
+  data::make_demo_data(d);
+  // A transformers-written checkpoint (>= 4.52 key names) of the tiny architecture, with its tokenizer beside it.
+  const std::string hf = dir + "/hf-model";
+  fs::create_dirs(hf);
+  fs::write_file_atomic(hf + "/config.json", model::config_json(model::load_preset("tiny")));
+  auto r = test::run_command(test::python_script_command("tests/oracle/mllama_oracle.py",
+                                                         "make " + test::shell_quote(hf) + " 7 --new-keys"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  fs::write_file_atomic(hf + "/tokenizer.json", fs::read_file(d.out + "/tokenizer.json"));
+
+  r = test::run_command(test::cli() + " train --config " + test::shell_quote(test::source_path("configs/train/demo.yaml")) +
+                        " --set model.preset=" + test::shell_quote(hf) + " --set model.weights=" + test::shell_quote(hf) +
+                        " --set model.tokenizer= --set data.train_file=" + test::shell_quote(d.out + "/train.jsonl") +
+                        " --set data.image_root=" + test::shell_quote(d.out + "/images") + " --set run.output_dir=" +
+                        test::shell_quote(dir + "/run") + " --set train.max_steps=3 --set train.log_every=1 --set run.threads=1");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Matchers::Contains("trained: 3 steps"));
+  // The first loss is the transformers-initialised model's (not a fresh initialisation's ln(512) = 6.24).
+  std::ifstream f(dir + "/run/metrics.jsonl");
+  std::string first;
+  std::getline(f, first);
+  const double loss = nlohmann::json::parse(first).at("loss").get<double>();
+  CHECK(std::isfinite(loss));
+  CHECK(std::abs(loss - std::log(512.0)) > 0.05);
+}
