@@ -54,6 +54,7 @@ void measure_single(const std::string& preset, const std::string& mode, int thre
   mc.preset = preset;
   auto m = model::build_model(mc, 0);
   const bool ckpt = mode.find("+ckpt") != std::string::npos;
+  m->runtime.checkpoint_vision = mode.find("+ckpt-all") != std::string::npos;
   const std::string precision = mode.rfind("bf16", 0) == 0 ? "bf16_autocast" : "fp32";
   m->runtime.activation_checkpointing = ckpt;
   const auto in = bench_inputs(c, kBatch, kSeq, kAspectRatio, torch::kFloat);
@@ -108,7 +109,9 @@ void bench_train(const BenchTrainArgs& args) {
   nlohmann::json report = {{"bench", "train"}, {"preset", args.preset}, {"threads", args.threads},
                            {"shapes", {{"batch", kBatch}, {"seq", kSeq}, {"aspect_ratio_id", kAspectRatio}}},
                            {"step_flops", flops}};
-  const std::vector<std::string> modes = {"fp32", "fp32+ckpt", "bf16", "bf16+ckpt"};
+  // +ckpt checkpoints the text decoder layers, as transformers' gradient checkpointing does for Mllama (the
+  // same work on both sides); +ckpt-all also the vision encoder layers (ours only; the peer runs its +ckpt).
+  const std::vector<std::string> modes = {"fp32", "fp32+ckpt", "fp32+ckpt-all", "bf16", "bf16+ckpt", "bf16+ckpt-all"};
   // This executable (resolved here: inside the shell, /proc/self/exe would be the shell).
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   for (const auto& mode : modes) {
@@ -117,9 +120,12 @@ void bench_train(const BenchTrainArgs& args) {
                                                  sh_quote(args.preset) + " --threads " + std::to_string(args.threads) +
                                                  " 2>/dev/null"));
     nlohmann::json r = {{"ours", ours}};
-    if (!args.no_peer) {
+    const std::string peer_mode = mode.substr(0, mode.find("-all"));
+    if (!args.no_peer && peer_mode != mode && report["modes"].contains(peer_mode) && report["modes"][peer_mode].contains("peer")) {
+      r["peer"] = report["modes"][peer_mode]["peer"];  // the peer has no vision checkpointing: its +ckpt run
+    } else if (!args.no_peer) {
       LOG_INFO("bench", "train step ", mode, ": PyTorch + transformers");
-      nlohmann::json spec = {{"config_dir", config_dir}, {"threads", args.threads}, {"mode", mode},
+      nlohmann::json spec = {{"config_dir", config_dir}, {"threads", args.threads}, {"mode", peer_mode},
                              {"batch", kBatch},          {"seq", kSeq},            {"aspect_ratio_id", kAspectRatio},
                              {"iters", kIters}};
       const auto out = run_capture(sh_quote(args.python) + " " +
@@ -135,7 +141,7 @@ void bench_train(const BenchTrainArgs& args) {
   std::cout << report.dump() << "\n";
   std::cout << "train step, preset " << args.preset << ", batch " << kBatch << " x " << kSeq << " tokens + one 2x2-tile "
             << "image per row, " << args.threads << " thread(s); MFU against this process's peak matmul rate\n";
-  std::cout << std::left << std::setw(11) << "mode" << std::right << std::setw(11) << "ours s" << std::setw(10) << "tok/s"
+  std::cout << std::left << std::setw(15) << "mode" << std::right << std::setw(11) << "ours s" << std::setw(10) << "tok/s"
             << std::setw(7) << "MFU" << std::setw(13) << "+memory MB" << std::setw(11) << "peer s" << std::setw(10)
             << "tok/s" << std::setw(13) << "+memory MB" << std::setw(9) << "ratio\n";
   for (const auto& mode : modes) {
@@ -143,7 +149,7 @@ void bench_train(const BenchTrainArgs& args) {
     const double peak = mode.rfind("bf16", 0) == 0 ? peak16 : peak32;
     const double s = r["ours"]["step_s"].get<double>();
     const double mem = static_cast<double>(r["ours"]["peak_rss"].get<int64_t>() - r["ours"]["base_rss"].get<int64_t>()) / 1e6;
-    std::cout << std::fixed << std::left << std::setw(11) << mode << std::right << std::setprecision(3) << std::setw(11) << s
+    std::cout << std::fixed << std::left << std::setw(15) << mode << std::right << std::setprecision(3) << std::setw(11) << s
               << std::setprecision(0) << std::setw(10) << tokens / s << std::setprecision(2) << std::setw(7)
               << flops / s / peak << std::setprecision(0) << std::setw(13) << mem;
     if (r.contains("peer")) {

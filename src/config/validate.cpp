@@ -106,6 +106,7 @@ Problems TrainConfig::validate() const {
   check_min(p, "keep_last", keep_last, 0);
   check_min(p, "log_every", log_every, 1);
   check_min(p, "max_nonfinite_steps", max_nonfinite_steps, 1);
+  check_choice(p, "checkpoint_scope", checkpoint_scope, {"all", "text"});
   return p;
 }
 

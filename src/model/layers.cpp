@@ -217,4 +217,12 @@ torch::Tensor checkpointed(std::function<torch::Tensor(const std::vector<torch::
   return CheckpointFunction::apply(holder, at::TensorList(inputs))[0];
 }
 
+bool worth_checkpointing(const torch::nn::Module& layer, const torch::Tensor& input) {
+  if (!torch::GradMode::is_enabled()) return false;
+  if (input.requires_grad()) return true;
+  for (const auto& p : layer.parameters())
+    if (p.requires_grad()) return true;
+  return false;
+}
+
 }  // namespace llavacot::model

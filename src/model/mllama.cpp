@@ -24,7 +24,7 @@ torch::Tensor MllamaForConditionalGenerationImpl::vision_features(const torch::T
   LLAVACOT_CHECK(aspect_ratio_ids.defined() && aspect_ratio_mask.defined(), UsageError,
                  "pixel_values need aspect_ratio_ids and aspect_ratio_mask");
   return vision_model->forward(pixel_values, aspect_ratio_ids, aspect_ratio_mask, runtime.backend, runtime.vision_taps,
-                               runtime.activation_checkpointing);
+                               runtime.activation_checkpointing && runtime.checkpoint_vision);
 }
 
 torch::Tensor MllamaForConditionalGenerationImpl::cross_attention_states(const torch::Tensor& pixel_values,

@@ -173,7 +173,8 @@ torch::Tensor TextModelImpl::forward(const torch::Tensor& input_ids, TextStep& s
     if (config.is_cross_layer(i)) {
       if (!have_vision) continue;  // text-only: cross layers are skipped entirely (spec §2.3)
       auto layer = layers->ptr(i)->as<CrossDecoderLayer>();
-      if (checkpoint && step.cross_states.defined() && step.cross == nullptr) {
+      if (checkpoint && step.cross_states.defined() && step.cross == nullptr &&
+          (worth_checkpointing(*layer, h) || step.cross_states.requires_grad())) {
         // The vision states are an input of the recomputed layer, so their gradient reaches the vision model.
         TextStep s = step;
         h = checkpointed([layer, s, i](const std::vector<torch::Tensor>& in) {
@@ -186,7 +187,7 @@ torch::Tensor TextModelImpl::forward(const torch::Tensor& input_ids, TextStep& s
       }
     } else {
       auto layer = layers->ptr(i)->as<SelfDecoderLayer>();
-      if (checkpoint) {
+      if (checkpoint && worth_checkpointing(*layer, h)) {
         TextStep s = step;
         h = checkpointed([layer, s, i](const std::vector<torch::Tensor>& in) { return layer->forward(in[0], s, i); }, {h});
       } else {

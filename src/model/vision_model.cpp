@@ -78,7 +78,7 @@ torch::Tensor VisionEncoderImpl::forward(torch::Tensor x, const torch::Tensor& m
   for (int64_t k = 0; k < n; ++k) {
     if (want(k)) found.emplace_back(k, x);
     auto layer = layers->ptr(k)->as<VisionEncoderLayer>();
-    if (checkpoint && torch::GradMode::is_enabled())
+    if (checkpoint && worth_checkpointing(*layer, x))
       x = checkpointed([layer, mask, backend](const std::vector<torch::Tensor>& in) { return layer->forward(in[0], mask, backend); },
                        {x});
     else

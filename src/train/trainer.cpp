@@ -250,6 +250,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
              " is ignored for training)");
   auto model = model::build_model(mc, static_cast<uint64_t>(cfg.run.seed), device);
   model->runtime.activation_checkpointing = tc.activation_checkpointing;
+  model->runtime.checkpoint_vision = tc.checkpoint_scope == "all";
   const auto& shapes = model->config;
   const std::string tokenizer_path = find_tokenizer(cfg);
   auto tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);

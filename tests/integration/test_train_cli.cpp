@@ -197,7 +197,7 @@ TEST_CASE("bench train measures every precision and checkpointing mode in its ow
   const auto at = r.output.find("{\"bench\":\"train\"");
   REQUIRE(at != std::string::npos);
   const auto rec = nlohmann::json::parse(r.output.substr(at, r.output.find('\n', at) - at));
-  for (const char* mode : {"fp32", "fp32+ckpt", "bf16", "bf16+ckpt"}) {
+  for (const char* mode : {"fp32", "fp32+ckpt", "fp32+ckpt-all", "bf16", "bf16+ckpt", "bf16+ckpt-all"}) {
     INFO(mode);
     const auto& ours = rec.at("modes").at(mode).at("ours");
     CHECK(ours.at("step_s").get<double>() > 0);

@@ -90,6 +90,7 @@ struct TrainConfig {
   std::string precision = "bf16_autocast";
   std::vector<std::string> freeze;
   bool activation_checkpointing = false;
+  std::string checkpoint_scope = "all";
   bool deterministic = false;
   int64_t save_every = 0;
   int64_t keep_last = 2;
@@ -115,7 +116,9 @@ struct TrainConfig {
     v.field("freeze", freeze,
             "frozen parameter groups: vision_tower, projector, cross_attention, self_attention, embeddings, lm_head");
     v.field("activation_checkpointing", activation_checkpointing,
-            "recompute each vision and text decoder layer in backward instead of keeping its activations");
+            "recompute layers in backward instead of keeping their activations (see checkpoint_scope)");
+    v.field("checkpoint_scope", checkpoint_scope,
+            "layers activation_checkpointing recomputes: all (vision encoder and text decoder) | text (as transformers)");
     v.field("deterministic", deterministic, "use deterministic kernels (slower)");
     v.field("save_every", save_every, "checkpoint every N optimizer steps (0 = at the end only)");
     v.field("keep_last", keep_last, "checkpoints to keep (0 = all)");

@@ -115,4 +115,8 @@ double dtype_min(torch::ScalarType dtype);
 torch::Tensor checkpointed(std::function<torch::Tensor(const std::vector<torch::Tensor>&)> fn,
                            std::vector<torch::Tensor> inputs);
 
+/// Whether checkpointing a layer with this input can save anything: grad mode is on and the input or one of the
+/// layer's parameters requires grad (a frozen layer on a constant input builds no graph in the first place).
+bool worth_checkpointing(const torch::nn::Module& layer, const torch::Tensor& input);
+
 }  // namespace llavacot::model

@@ -43,7 +43,8 @@ struct MllamaRuntime {
   AttentionBackend backend = AttentionBackend::kFused;
   RowMasking row_masking = RowMasking::kHuggingFace;
   VisionTaps vision_taps = VisionTaps::kLayerInputs;
-  bool activation_checkpointing = false;  // training: recompute each vision and text decoder layer in backward
+  bool activation_checkpointing = false;  // training: recompute each text decoder layer in backward ...
+  bool checkpoint_vision = true;          // ... and each vision encoder layer
 };
 
 class MllamaForConditionalGenerationImpl : public torch::nn::Module {
