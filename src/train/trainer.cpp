@@ -297,13 +297,22 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   const std::string metrics_path = run_dir + "/metrics.jsonl";
   if (!resume_from.empty()) {
     model::load_weights(model, resume_from);
-    const auto state_json = nlohmann::json::parse(fs::read_file(resume_from + "/trainer_state.json"));
-    st.step = state_json.at("step").get<int64_t>();
-    st.skipped = state_json.at("skipped").get<int64_t>();
-    st.streak = state_json.at("streak").get<int64_t>();
-    st.epoch = state_json.at("epoch").get<int64_t>();
-    st.elapsed = state_json.at("elapsed_s").get<double>();
-    st.position = data::LoaderPosition::from_json(state_json.at("data_position").dump());
+    const std::string state_path = resume_from + "/trainer_state.json";
+    nlohmann::json state_json;
+    try {
+      state_json = nlohmann::json::parse(fs::read_file(state_path));
+      st.step = state_json.at("step").get<int64_t>();
+      st.skipped = state_json.at("skipped").get<int64_t>();
+      st.streak = state_json.at("streak").get<int64_t>();
+      st.epoch = state_json.at("epoch").get<int64_t>();
+      st.elapsed = state_json.at("elapsed_s").get<double>();
+      st.position = data::LoaderPosition::from_json(state_json.at("data_position").dump());
+      state_json.at("optimizer_steps").get<int64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      throw FormatError(str_cat(state_path, ": not a trainer state this version can resume from: ", e.what()));
+    }
+    LLAVACOT_CHECK(st.step >= 0 && st.step <= total, FormatError, state_path, ": step ", st.step, " is outside this run's ",
+                   total, " steps (was train.max_steps or the data changed?)");
     std::map<std::string, torch::Tensor> saved;
     at::Tensor rng;
     for (auto& [name, t] : safetensors::load_all(resume_from + "/optimizer.safetensors")) {

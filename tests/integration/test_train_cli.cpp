@@ -115,6 +115,12 @@ TEST_CASE("a run killed with SIGKILL and resumed gives the uninterrupted run's l
     CHECK(b[i].at("lr").get<double>() == a[i].at("lr").get<double>());
   }
   CHECK(fs::read_file(base + "/killed/final/model.safetensors") == fs::read_file(base + "/straight/final/model.safetensors"));
+
+  // A damaged trainer state is refused with the file named.
+  fs::write_file_atomic(base + "/killed/checkpoint-14/trainer_state.json", "{\"step\": 3}");
+  r = test::run_command(train_cmd(base + "/killed", opts + " --resume " + test::shell_quote(base + "/killed/checkpoint-14")));
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.output, Contains("checkpoint-14/trainer_state.json") && Contains("not a trainer state"));
 }
 
 TEST_CASE("SIGTERM writes a checkpoint and stops cleanly; frozen groups stay bit-identical", "[cli][train]") {
