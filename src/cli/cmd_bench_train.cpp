@@ -3,9 +3,6 @@
 // activation checkpointing, against the same step in a PyTorch loop (transformers' model, torch.optim.AdamW,
 // clip_grad_norm_, torch.autocast, gradient checkpointing) in the same run. Each configuration runs in a fresh
 // process of each side, so that its peak memory is its own.
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -24,25 +21,13 @@
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 #include "llavacot/util/log.h"
+#include "llavacot/util/process.h"
 
 namespace llavacot::cli {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int64_t rss_bytes() {
-  std::ifstream f("/proc/self/statm");
-  int64_t size = 0, resident = 0;
-  f >> size >> resident;
-  return resident * static_cast<int64_t>(::sysconf(_SC_PAGESIZE));
-}
-
-int64_t peak_rss_bytes() {
-  struct rusage u {};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<int64_t>(u.ru_maxrss) * 1024;
-}
 
 constexpr int64_t kBatch = 2, kSeq = 256, kAspectRatio = 6, kIters = 5;
 
@@ -66,7 +51,7 @@ void measure_single(const std::string& preset, const std::string& mode, int thre
   b.aspect_ratio_ids = in.aspect_ratio_ids;
   b.aspect_ratio_mask = in.aspect_ratio_mask;
   b.cross_attention_mask = in.cross_attention_mask;
-  const int64_t base = rss_bytes();  // weights in place; optimizer state and activations come after
+  const int64_t base = util::rss_bytes();  // weights in place; optimizer state and activations come after
   train::AdamW opt(m->named_weights(), {1e-5, 0.9, 0.999, 1e-8, 0.0});
   std::vector<torch::Tensor> params;
   for (const auto& [n, p] : opt.params()) params.push_back(p);
@@ -83,7 +68,7 @@ void measure_single(const std::string& preset, const std::string& mode, int thre
     step();
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
   }
-  std::cout << nlohmann::json{{"step_s", best}, {"base_rss", base}, {"peak_rss", peak_rss_bytes()}}.dump() << std::endl;
+  std::cout << nlohmann::json{{"step_s", best}, {"base_rss", base}, {"peak_rss", util::peak_rss_bytes()}}.dump() << std::endl;
 }
 
 nlohmann::json last_json_line(std::string out) {

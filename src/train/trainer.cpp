@@ -1,7 +1,6 @@
 #include "llavacot/train/trainer.h"
 
 #include <ATen/autocast_mode.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,6 +26,7 @@
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 #include "llavacot/util/log.h"
+#include "llavacot/util/process.h"
 
 namespace llavacot::train {
 
@@ -84,12 +84,6 @@ class AutocastScope {
 
 torch::ScalarType parse_dtype_of(const model::MllamaForConditionalGeneration& m) {
   return m->named_weights().front().second.scalar_type();
-}
-
-int64_t peak_rss_bytes() {
-  struct rusage u {};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<int64_t>(u.ru_maxrss) * 1024;
 }
 
 std::string format_duration(double seconds) {
@@ -242,16 +236,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   fs::create_dirs(run_dir);
   config::write_resolved(cfg, run_dir);
 
-  // ---- model and tokenizer
-  ModelConfig mc = cfg.model;
-  mc.dtype = tc.precision == "bf16" ? "bf16" : "fp32";
-  if (cfg.model.dtype != mc.dtype)
-    LOG_WARN("train", "train.precision ", tc.precision, " holds the weights in ", mc.dtype, " (model.dtype ", cfg.model.dtype,
-             " is ignored for training)");
-  auto model = model::build_model(mc, static_cast<uint64_t>(cfg.run.seed), device);
-  model->runtime.activation_checkpointing = tc.activation_checkpointing;
-  model->runtime.checkpoint_vision = tc.checkpoint_scope == "all";
-  const auto& shapes = model->config;
+  // ---- tokenizer and data first: their problems surface before the weights are loaded
+  const model::MllamaConfig shapes = model::load_preset(cfg.model.preset);
   const std::string tokenizer_path = find_tokenizer(cfg);
   auto tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);
   const auto& sp = tok->special_ids();
@@ -260,6 +246,23 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   LLAVACOT_CHECK(tok->vocab_size() <= shapes.text.vocab_size + 8, ConfigError, "tokenizer ", tokenizer_path, " has ",
                  tok->vocab_size(), " ids but the model's embedding has ", shapes.text.vocab_size + 8, " rows");
   const text::TokenId pad = sp.pad >= 0 ? sp.pad : static_cast<text::TokenId>(shapes.text.pad_token_id);
+  data::TrainingDataSettings ds;
+  ds.batch_size = tc.batch_size;
+  ds.seed = static_cast<uint64_t>(cfg.run.seed);
+  ds.pad_id = pad;
+  ds.run_dir = run_dir;
+  data::TrainingData data(cfg.data, *tok, data::image_processor_config(shapes.vision), ds);
+  auto& loader = data.loader();
+
+  // ---- the model
+  ModelConfig mc = cfg.model;
+  mc.dtype = tc.precision == "bf16" ? "bf16" : "fp32";
+  if (cfg.model.dtype != mc.dtype)
+    LOG_WARN("train", "train.precision ", tc.precision, " holds the weights in ", mc.dtype, " (model.dtype ", cfg.model.dtype,
+             " is ignored for training)");
+  auto model = model::build_model(mc, static_cast<uint64_t>(cfg.run.seed), device);
+  model->runtime.activation_checkpointing = tc.activation_checkpointing;
+  model->runtime.checkpoint_vision = tc.checkpoint_scope == "all";
 
   // ---- freezing and the optimizer
   std::map<std::string, int64_t> frozen_params;
@@ -278,14 +281,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   std::vector<torch::Tensor> trainable_params;
   for (const auto& [name, p] : opt.params()) trainable_params.push_back(p);
 
-  // ---- data
-  data::TrainingDataSettings ds;
-  ds.batch_size = tc.batch_size;
-  ds.seed = static_cast<uint64_t>(cfg.run.seed);
-  ds.pad_id = pad;
-  ds.run_dir = run_dir;
-  data::TrainingData data(cfg.data, *tok, data::image_processor_config(shapes.vision), ds);
-  auto& loader = data.loader();
+  // ---- steps
   const int64_t micro_per_epoch = loader.steps_per_epoch();
   const int64_t steps_per_epoch = (micro_per_epoch + tc.grad_accum - 1) / tc.grad_accum;
   int64_t total = tc.epochs * steps_per_epoch;
@@ -458,7 +454,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
                           {"tokens_per_s", static_cast<double>(tokens) / step_s},
                           {"samples_per_s", static_cast<double>(samples) / step_s},
                           {"elapsed_s", st.elapsed},
-                          {"peak_memory_bytes", peak_rss_bytes()},
+                          {"peak_memory_bytes", util::peak_rss_bytes()},
                           {"skipped", st.skipped}};
       metrics << m.dump() << "\n";
       metrics.flush();

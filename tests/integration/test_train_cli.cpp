@@ -28,12 +28,7 @@ namespace {
 const std::string& demo_dir() {
   static std::string dir;
   if (dir.empty()) {
-    dir = test::fresh_dir("train_cli_demo_" + std::to_string(::getpid())) + "/demo";
-    data::DemoOptions o;
-    o.out = dir;
-    o.train = 300;
-    o.bench = 1;
-    data::make_demo_data(o);
+    dir = test::make_demo(test::fresh_dir("train_cli_demo_" + std::to_string(::getpid())), 300);
   }
   return dir;
 }

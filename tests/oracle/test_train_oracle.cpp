@@ -22,18 +22,14 @@ using namespace llavacot;
 TEST_CASE("the first 20 training losses equal a PyTorch loop with transformers' model and torch's AdamW",
           "[oracle][train]") {
   const std::string dir = test::fresh_dir("train_oracle");
-  data::DemoOptions d;
-  d.out = dir + "/demo";
-  d.train = 300;
-  d.bench = 1;
-  data::make_demo_data(d);
+  const std::string demo = test::make_demo(dir, 300);
   const int steps = 20;
 
   Config cfg = config::load({test::source_path("configs/train/demo.yaml")}, {});
-  cfg.data.train_file = d.out + "/train.jsonl";
-  cfg.data.image_root = d.out + "/images";
+  cfg.data.train_file = demo + "/train.jsonl";
+  cfg.data.image_root = demo + "/images";
   cfg.data.num_workers = 0;
-  cfg.model.tokenizer = d.out + "/tokenizer.json";
+  cfg.model.tokenizer = demo + "/tokenizer.json";
   cfg.train.warmup_steps = 5;
   cfg.train.max_steps = steps;
   cfg.train.log_every = 1;
@@ -104,11 +100,7 @@ TEST_CASE("the first 20 training losses equal a PyTorch loop with transformers' 
 
 TEST_CASE("train starts from a Hugging Face model directory written by transformers", "[oracle][train]") {
   const std::string dir = test::fresh_dir("train_from_hf");
-  data::DemoOptions d;
-  d.out = dir + "/demo";
-  d.train = 60;
-  d.bench = 1;
-  data::make_demo_data(d);
+  const std::string demo = test::make_demo(dir, 60);
   // A transformers-written checkpoint (>= 4.52 key names) of the tiny architecture, with its tokenizer beside it.
   const std::string hf = dir + "/hf-model";
   fs::create_dirs(hf);
@@ -117,12 +109,12 @@ TEST_CASE("train starts from a Hugging Face model directory written by transform
                                                          "make " + test::shell_quote(hf) + " 7 --new-keys"));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-  fs::write_file_atomic(hf + "/tokenizer.json", fs::read_file(d.out + "/tokenizer.json"));
+  fs::write_file_atomic(hf + "/tokenizer.json", fs::read_file(demo + "/tokenizer.json"));
 
   r = test::run_command(test::cli() + " train --config " + test::shell_quote(test::source_path("configs/train/demo.yaml")) +
                         " --set model.preset=" + test::shell_quote(hf) + " --set model.weights=" + test::shell_quote(hf) +
-                        " --set model.tokenizer= --set data.train_file=" + test::shell_quote(d.out + "/train.jsonl") +
-                        " --set data.image_root=" + test::shell_quote(d.out + "/images") + " --set run.output_dir=" +
+                        " --set model.tokenizer= --set data.train_file=" + test::shell_quote(demo + "/train.jsonl") +
+                        " --set data.image_root=" + test::shell_quote(demo + "/images") + " --set run.output_dir=" +
                         test::shell_quote(dir + "/run") + " --set train.max_steps=3 --set train.log_every=1 --set run.threads=1");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);

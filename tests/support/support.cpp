@@ -1,5 +1,7 @@
 #include "support/support.h"
 
+#include "llavacot/data/demo.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,5 +71,14 @@ std::string llama3_tokenizer_json() {
   return out.string();
 }
 std::string cli() { return LLAVACOT_CLI_PATH; }
+
+std::string make_demo(const std::string& dir, int64_t train) {
+  data::DemoOptions o;
+  o.out = dir + "/demo";
+  o.train = train;
+  o.bench = 1;
+  data::make_demo_data(o);
+  return o.out;
+}
 
 }  // namespace llavacot::test

@@ -1,6 +1,7 @@
 // Helpers shared by the test suites.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace llavacot::test {
@@ -28,6 +29,10 @@ std::string python();
 /// Command line that runs a Python script of the source tree (e.g. "tests/oracle/image_oracle.py") with
 /// `args` (already shell-quoted) under python().
 std::string python_script_command(const std::string& script, const std::string& args);
+
+/// Generates a demo dataset (llavacot make-demo-data, seed 0) of `train` records and one question per benchmark
+/// into DIR/demo; returns that folder.
+std::string make_demo(const std::string& dir, int64_t train);
 
 /// The built `llavacot` executable.
 std::string cli();

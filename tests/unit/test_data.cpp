@@ -404,16 +404,12 @@ TEST_CASE("the data config builds a loader: tile budget, bad-record file, fail m
   }
   auto tok = text::load_tokenizer(json);
   const std::string dir = test::fresh_dir("data_pipeline");
-  data::DemoOptions demo;
-  demo.out = dir + "/demo";
-  demo.train = 60;
-  demo.bench = 1;
-  data::make_demo_data(demo);
-  std::ofstream(demo.out + "/train.jsonl", std::ios::app) << record("broken", "shapes/000001.png", {{"human", "Q"}, {"gpt", "no stages"}}) << "\n";
+  const std::string demo = test::make_demo(dir, 60);
+  std::ofstream(demo + "/train.jsonl", std::ios::app) << record("broken", "shapes/000001.png", {{"human", "Q"}, {"gpt", "no stages"}}) << "\n";
 
   DataConfig c;
-  c.train_file = demo.out + "/train.jsonl";
-  c.image_root = demo.out + "/images";
+  c.train_file = demo + "/train.jsonl";
+  c.image_root = demo + "/images";
   c.num_workers = 1;
   vision::ImageProcessorConfig model_tiles;
   model_tiles.tile_size = 28;

@@ -100,17 +100,13 @@ TEST_CASE("parameter groups cover the model as train.freeze names them", "[train
 
 TEST_CASE("k accumulated micro-batches give the gradient of one batch k times the size", "[train]") {
   const std::string dir = test::fresh_dir("train_accum");
-  data::DemoOptions d;
-  d.out = dir + "/demo";
-  d.train = 40;
-  d.bench = 1;
-  data::make_demo_data(d);
+  const std::string demo = test::make_demo(dir, 40);
   const auto c = model::load_preset("tiny");
-  auto tok = text::load_tokenizer(d.out + "/tokenizer.json", c.image_token_index);
+  auto tok = text::load_tokenizer(demo + "/tokenizer.json", c.image_token_index);
   vision::ImageProcessor images(data::image_processor_config(c.vision));
   data::ReaderOptions ro;
-  ro.image_root = d.out + "/images";
-  data::LlavaCotReader reader(d.out + "/train.jsonl", ro);
+  ro.image_root = demo + "/images";
+  data::LlavaCotReader reader(demo + "/train.jsonl", ro);
   data::Preprocessor pre(*tok, images, {});
   std::vector<data::Example> ex;
   for (size_t i = 0; i < 4; ++i) ex.push_back(pre(reader.get(i), i));
