@@ -278,7 +278,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--preset", a->preset, "model preset or config.json for the model and train benchmarks (default small)");
   cmd->add_flag("--quick", a->quick, "model and data benchmarks: a smoke run, not a measurement");
   cmd->add_flag("--no-peer", a->no_peer, "model benchmark: skip transformers");
-  cmd->add_option("--profile", a->profile_dir, "model benchmark: write chrome traces of one train step here")
+  cmd->add_option("--profile", a->profile_dir, "model and train benchmarks: write chrome traces of one train step here")
       ->type_name("DIR");
   cmd->add_option("--attention", a->attention, "model benchmark: attention backend, fused | math (default fused)");
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json for the tokenizer and data benchmarks")->type_name("FILE");
@@ -304,7 +304,7 @@ void register_bench(CLI::App& app) {
     } else if (a->what == "train") {
       BenchTrainArgs t;
       t.preset = a->preset, t.python = a->python, t.out_dir = a->out_dir, t.single = a->single;
-      t.threads = threads, t.no_peer = a->no_peer;
+      t.threads = threads, t.no_peer = a->no_peer, t.profile_dir = a->profile_dir;
       bench_train(t);
     } else if (a->what == "data") {
       BenchDataArgs d;

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include "bench_util.h"
@@ -32,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int64_t kBatch = 2, kSeq = 256, kAspectRatio = 6, kIters = 5;
 
 // One configuration, in this process: prints {"step_s": best, "base_rss", "peak_rss"}.
-void measure_single(const std::string& preset, const std::string& mode, int threads) {
+void measure_single(const std::string& preset, const std::string& mode, int threads, const std::string& profile_dir) {
   at::set_num_threads(threads);
   const auto c = model::load_preset(preset);
   ModelConfig mc;
@@ -57,8 +58,7 @@ void measure_single(const std::string& preset, const std::string& mode, int thre
   for (const auto& [n, p] : opt.params()) params.push_back(p);
   auto step = [&] {
     train::forward_backward(m, {b}, torch::kCPU, precision);
-    train::clip_grad_norm(params, 1.0);
-    opt.step(1e-5);
+    opt.step(1e-5, train::clip_coefficient(train::grad_norm(params), 1.0));
     opt.zero_grad();
   };
   step();
@@ -67,6 +67,10 @@ void measure_single(const std::string& preset, const std::string& mode, int thre
     const auto t0 = Clock::now();
     step();
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  if (!profile_dir.empty()) {
+    torch::autograd::profiler::RecordProfile profile(profile_dir + "/train_" + mode + ".json");
+    step();
   }
   std::cout << nlohmann::json{{"step_s", best}, {"base_rss", base}, {"peak_rss", util::peak_rss_bytes()}}.dump() << std::endl;
 }
@@ -81,13 +85,14 @@ nlohmann::json last_json_line(std::string out) {
 
 void bench_train(const BenchTrainArgs& args) {
   if (!args.single.empty()) {
-    measure_single(args.preset, args.single, args.threads);
+    measure_single(args.preset, args.single, args.threads, args.profile_dir);
     return;
   }
   const auto c = model::load_preset(args.preset);
   const std::string config_dir = args.out_dir + "/bench_train_config";
   fs::create_dirs(config_dir);
   fs::write_file_atomic(config_dir + "/config.json", model::config_json(c));
+  if (!args.profile_dir.empty()) fs::create_dirs(args.profile_dir);
   const double tokens = kBatch * kSeq;
   const double lv = static_cast<double>(c.vision.max_num_tiles * (c.vision.patches_per_tile() + 1));
   const double flops = 3 * (model::forward_flops(c, tokens, (kSeq + 1) / 2.0, lv) + model::vision_flops(c, kBatch));
@@ -103,6 +108,7 @@ void bench_train(const BenchTrainArgs& args) {
     LOG_INFO("bench", "train step ", mode, ": ours");
     const auto ours = last_json_line(run_capture(sh_quote(self) + " bench train --single " + mode + " --preset " +
                                                  sh_quote(args.preset) + " --threads " + std::to_string(args.threads) +
+                                                 (args.profile_dir.empty() ? "" : " --profile " + sh_quote(args.profile_dir)) +
                                                  " 2>/dev/null"));
     nlohmann::json r = {{"ours", ours}};
     const std::string peer_mode = mode.substr(0, mode.find("-all"));

@@ -57,6 +57,7 @@ void bench_data(const BenchDataArgs& args);
 struct BenchTrainArgs {
   std::string preset = "small", python = "python3", out_dir = "runs/bench";
   std::string single;  // internal: measure this one mode in this process and print its JSON
+  std::string profile_dir;  // when set: a chrome trace of one more step per mode of ours goes here
   int threads = 1;
   bool no_peer = false;
 };

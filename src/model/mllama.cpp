@@ -1,5 +1,7 @@
 #include "llavacot/model/mllama.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -129,8 +131,13 @@ MllamaOutput MllamaForConditionalGenerationImpl::forward(const MllamaInputs& in,
 
   auto h = language_model->model->forward(ids, step);
   if (cache) cache->self.end_step();
-  if (in.logits_to_keep > 0 && in.logits_to_keep < s) h = h.narrow(1, s - in.logits_to_keep, in.logits_to_keep);
   MllamaOutput out;
+  if (in.loss_only) {
+    LLAVACOT_CHECK(in.labels.defined(), UsageError, "loss_only needs labels");
+    out.loss = linear_cross_entropy(h, language_model->lm_head->weight, in.labels.to(device));
+    return out;
+  }
+  if (in.logits_to_keep > 0 && in.logits_to_keep < s) h = h.narrow(1, s - in.logits_to_keep, in.logits_to_keep);
   out.logits = language_model->lm_head->forward(h);
   if (in.labels.defined()) {
     LLAVACOT_CHECK(in.logits_to_keep == 0 || in.logits_to_keep >= s, UsageError, "labels need every position's logits");
@@ -196,7 +203,126 @@ class CrossEntropyFn : public torch::autograd::Function<CrossEntropyFn> {
   }
 };
 
+// The mean cross-entropy of rows @ weight^T against targets (every target counted), the logits computed a
+// block of rows at a time and never kept. When gradients are wanted they are computed here, in the forward pass,
+// where each block's logits are at hand (softmax minus one-hot is the gradient of the logits): the backward pass
+// only scales them by the incoming gradient. Products run in the autocast dtype when autocast is on (as the
+// lm_head Linear would), the softmax in float32.
+class LinearCrossEntropyFn : public torch::autograd::Function<LinearCrossEntropyFn> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& rows,
+                               const torch::Tensor& weight, const torch::Tensor& targets, int64_t denominator,
+                               int64_t chunk_elements, bool grad_rows, bool grad_weight) {
+    const auto dev = rows.device().type();
+    const auto dtype = at::autocast::is_autocast_enabled(dev) ? at::autocast::get_autocast_dtype(dev) : rows.scalar_type();
+    // Explicit casts below stand for autocast; keep it from casting a second time.
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    const int64_t n = rows.size(0), vocab = weight.size(0), hid = weight.size(1);
+    const auto w = weight.to(dtype);
+    const auto x = rows.to(dtype);
+    // Rows per block: the block's [rows, vocab] float32 logits stay near chunk_elements.
+    const int64_t step = std::max<int64_t>(1, chunk_elements / std::max<int64_t>(vocab, 1));
+    const bool blocks = n > step;
+    // The softmax runs over a few rows at a time, so that its passes find them in cache.
+    constexpr int64_t kSoftmaxRows = 16;
+    const double inv = 1.0 / static_cast<double>(denominator);
+    torch::Tensor grad_x, grad_w;
+    if (grad_rows) grad_x = torch::empty({n, hid}, x.options());
+    // Across several row blocks the weight gradient accumulates in float32.
+    const auto acc_dtype = blocks ? torch::kFloat32 : weight.scalar_type();
+    if (grad_weight) grad_w = torch::empty({vocab, hid}, weight.options().dtype(acc_dtype));
+    auto total = torch::zeros({}, rows.options().dtype(torch::kFloat32));
+    for (int64_t r = 0; r < n; r += step) {
+      const int64_t m = std::min(step, n - r);
+      const auto xr = x.narrow(0, r, m);
+      const auto tr = targets.narrow(0, r, m).unsqueeze(1);  // [m, 1]
+      auto z = torch::mm(xr, w.t()).to(torch::kFloat32);     // [m, vocab]
+      const auto picked = z.gather(1, tr);                    // before z turns into probabilities
+      auto lse = torch::empty({m, 1}, z.options());
+      const bool grad = grad_rows || grad_weight;
+      for (int64_t i = 0; i < m; i += kSoftmaxRows) {
+        const int64_t k = std::min(kSoftmaxRows, m - i);
+        auto zb = z.narrow(0, i, k);
+        const auto mx = std::get<0>(zb.max(1, true));
+        if (!grad) {
+          lse.narrow(0, i, k).copy_((zb - mx).exp_().sum(1, true).log_().add_(mx));
+          continue;
+        }
+        const auto sum = zb.sub_(mx).exp_().sum(1, true);
+        lse.narrow(0, i, k).copy_(sum.log().add_(mx));
+        // Gradient of the logits: (softmax - one-hot) / denominator.
+        zb.mul_(sum.reciprocal().mul_(inv));
+        zb.scatter_add_(1, tr.narrow(0, i, k), torch::full({k, 1}, -inv, z.options()));
+      }
+      total += (lse - picked).sum();
+      if (!grad) continue;
+      const auto gz = z.to(dtype);
+      if (grad_rows) {
+        auto block = grad_x.narrow(0, r, m);
+        torch::mm_out(block, gz, w);
+      }
+      if (grad_weight) {
+        if (!blocks && grad_w.scalar_type() == dtype) torch::mm_out(grad_w, gz.t(), xr);
+        else if (r == 0) grad_w.copy_(torch::mm(gz.t(), xr));
+        else grad_w.add_(torch::mm(gz.t(), xr));
+      }
+    }
+    if (grad_x.defined()) ctx->saved_data["grad_x"] = grad_x;
+    if (grad_w.defined()) ctx->saved_data["grad_w"] = grad_w;
+    ctx->saved_data["rows_dtype"] = static_cast<int64_t>(rows.scalar_type());
+    ctx->saved_data["weight_dtype"] = static_cast<int64_t>(weight.scalar_type());
+    return total * inv;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    LLAVACOT_CHECK(ctx->saved_data.count("consumed") == 0, UsageError,
+                   "linear_cross_entropy keeps its gradients for one backward pass; recompute the loss for another");
+    ctx->saved_data["consumed"] = true;
+    const auto g = grad_outputs[0].to(torch::kFloat32);
+    const bool one = g.item<double>() == 1.0;
+    auto scaled = [&](const char* key, const char* dtype_key) {
+      auto it = ctx->saved_data.find(key);
+      if (it == ctx->saved_data.end()) return torch::Tensor();
+      const auto dtype = static_cast<torch::ScalarType>(ctx->saved_data[dtype_key].toInt());
+      auto t = it->second.toTensor();
+      ctx->saved_data.erase(it);  // the only reference left: AccumulateGrad can take the tensor as it is
+      if (one) return t.to(dtype);
+      return t.scalar_type() == torch::kFloat32 ? t.mul_(g).to(dtype) : (t.to(torch::kFloat32) * g).to(dtype);
+    };
+    return {scaled("grad_x", "rows_dtype"), scaled("grad_w", "weight_dtype"),
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// Next-token targets of labels [B, S], flattened: position p predicts labels[p + 1]; the last is ignored.
+torch::Tensor shifted_targets(const torch::Tensor& labels) {
+  return torch::constant_pad_nd(labels.to(torch::kInt64), {0, 1}, kIgnoreIndex).narrow(1, 1, labels.size(1)).reshape({-1});
+}
+
 }  // namespace
+
+torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& labels,
+                                   int64_t chunk_elements, int64_t* count) {
+  LLAVACOT_CHECK(hidden.dim() == 3 && labels.dim() == 2 && hidden.size(0) == labels.size(0) &&
+                     hidden.size(1) == labels.size(1) && weight.dim() == 2 && weight.size(1) == hidden.size(2),
+                 UsageError, "loss needs hidden states [B, S, H], labels [B, S] and a weight [V, H], got ",
+                 hidden.sizes(), ", ", labels.sizes(), " and ", weight.sizes());
+  const int64_t vocab = weight.size(0);
+  const auto targets = shifted_targets(labels).to(hidden.device());
+  const auto counted = (targets != kIgnoreIndex).nonzero().squeeze(1);
+  const int64_t n = counted.size(0);
+  if (count) *count = n;
+  const auto picked = targets.index_select(0, counted);
+  LLAVACOT_CHECK(n == 0 || (picked.min().item<int64_t>() >= 0 && picked.max().item<int64_t>() < vocab), UsageError,
+                 "labels must lie in 0..", vocab - 1, " or be ", kIgnoreIndex);
+  // Only the counted rows reach the vocabulary product (prompt tokens cost nothing there).
+  const auto rows = hidden.reshape({-1, hidden.size(2)}).index_select(0, counted);
+  const bool grad = torch::GradMode::is_enabled();
+  return LinearCrossEntropyFn::apply(rows, weight, picked, std::max<int64_t>(n, 1),
+                                     chunk_elements > 0 ? chunk_elements : kLossChunkElements,
+                                     grad && rows.requires_grad(), grad && weight.requires_grad());
+}
 
 torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, int64_t* count) {
   LLAVACOT_CHECK(logits.dim() == 3 && labels.dim() == 2 && logits.size(0) == labels.size(0) &&
@@ -204,8 +330,7 @@ torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& l
                  UsageError, "loss needs logits [B, S, V] and labels [B, S], got ", logits.sizes(), " and ",
                  labels.sizes());
   const auto v = logits.size(2);
-  auto shifted = torch::constant_pad_nd(labels.to(torch::kInt64), {0, 1}, kIgnoreIndex).narrow(1, 1, labels.size(1));
-  auto flat_labels = shifted.reshape({-1}).to(logits.device());
+  auto flat_labels = shifted_targets(labels).to(logits.device());
   if (count) *count = (flat_labels != kIgnoreIndex).sum().item<int64_t>();
   return CrossEntropyFn::apply(logits.reshape({-1, v}), flat_labels);
 }

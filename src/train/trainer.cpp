@@ -177,6 +177,7 @@ StepLoss forward_backward(const model::MllamaForConditionalGeneration& model, co
   for (size_t i = 0; i < micro.size() && out.finite; ++i) {
     if (counts[i] == 0) continue;
     auto in = micro[i].inputs();
+    in.loss_only = true;
     if (!device.is_cpu())
       for (auto* t : {&in.input_ids, &in.attention_mask, &in.labels, &in.pixel_values, &in.aspect_ratio_ids,
                       &in.aspect_ratio_mask, &in.cross_attention_mask})
@@ -417,14 +418,14 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     const bool loss_finite = fb.finite;
     const double loss = loss_finite ? fb.loss : std::numeric_limits<double>::quiet_NaN();
     bool finite = loss_finite;
-    double grad_norm = 0;
+    double norm = 0;
     if (finite) {
-      grad_norm = clip_grad_norm(trainable_params, tc.clip_grad_norm);
-      finite = std::isfinite(grad_norm);
+      norm = grad_norm(trainable_params);
+      finite = std::isfinite(norm);
     }
     const double lr = schedule.at(st.step);
     if (finite) {
-      opt.step(lr);
+      opt.step(lr, clip_coefficient(norm, tc.clip_grad_norm));
       st.streak = 0;
       last_loss = loss;
     } else {
@@ -450,7 +451,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
                           {"epoch", st.epoch},
                           {"loss", finite ? nlohmann::json(loss) : nlohmann::json(nullptr)},
                           {"lr", lr},
-                          {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json(nullptr)},
+                          {"grad_norm", std::isfinite(norm) ? nlohmann::json(norm) : nlohmann::json(nullptr)},
                           {"tokens_per_s", static_cast<double>(tokens) / step_s},
                           {"samples_per_s", static_cast<double>(samples) / step_s},
                           {"elapsed_s", st.elapsed},

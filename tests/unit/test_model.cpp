@@ -1,3 +1,4 @@
+#include <ATen/autocast_mode.h>
 // The mllama modules on their own: names and shapes without allocation, cached decoding, padding,
 // gates, cache forking, checkpoint round trips and errors, attention paths.
 #include <catch2/catch.hpp>
@@ -339,6 +340,84 @@ TEST_CASE("the loss averages the shifted labels that are not ignored", "[model]"
     CHECK(test::max_abs_diff(z.grad().to(torch::kFloat32), z_ref.grad()) < (dtype == torch::kFloat32 ? 1e-7 : 1e-3));
   }
   CHECK_THROWS_AS(model::causal_lm_loss(logits, torch::full({2, 4}, 7, torch::kInt64)), UsageError);
+}
+
+TEST_CASE("the fused vocabulary loss equals lm_head logits + causal_lm_loss, gradients included", "[model]") {
+  const int64_t b = 3, s = 6, hid = 8, vocab = 37;
+  auto y = torch::randint(0, vocab, {b, s}, torch::kInt64);
+  y[0][0] = y[1][3] = y[2][4] = model::kIgnoreIndex;  // a prompt token, a gap, and the one before the last
+  for (const double g : {1.0, 0.37}) {
+    // chunk_elements 0: one block; 2 * vocab: two rows a block; vocab: one row a block (float32 accumulation).
+    for (const int64_t chunk : {int64_t{0}, 2 * vocab, vocab}) {
+      for (const bool frozen_weight : {false, true}) {
+        auto h = torch::randn({b, s, hid}).requires_grad_(true);
+        auto w = (torch::randn({vocab, hid}) * 0.3).requires_grad_(!frozen_weight);
+        auto h_ref = h.detach().clone().requires_grad_(true);
+        auto w_ref = w.detach().clone().requires_grad_(!frozen_weight);
+        int64_t count = 0, count_ref = 0;
+        auto loss = model::linear_cross_entropy(h, w, y, chunk, &count);
+        auto ref = model::causal_lm_loss(torch::matmul(h_ref, w_ref.t()), y, &count_ref);
+        INFO("g " << g << " chunk " << chunk << " frozen " << frozen_weight);
+        CHECK(count == count_ref);
+        CHECK(loss.item<double>() == Approx(ref.item<double>()).epsilon(1e-6));
+        (loss * g).backward();
+        (ref * g).backward();
+        CHECK(test::max_abs_diff(h.grad(), h_ref.grad()) < 1e-6);
+        CHECK(w.grad().defined() == !frozen_weight);
+        if (!frozen_weight) CHECK(test::max_abs_diff(w.grad(), w_ref.grad()) < 1e-6);
+      }
+    }
+  }
+  {  // bf16 autocast: products in bf16 as the lm_head Linear would run them, gradients in the inputs' dtypes
+    auto h = torch::randn({b, s, hid}).requires_grad_(true);
+    auto w = (torch::randn({vocab, hid}) * 0.3).requires_grad_(true);
+    auto ref = model::causal_lm_loss(torch::matmul(h, w.t()), y);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    auto loss = model::linear_cross_entropy(h, w, y);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    CHECK(loss.item<double>() == Approx(ref.item<double>()).epsilon(0.02));
+    loss.backward();
+    CHECK(h.grad().scalar_type() == torch::kFloat32);
+    CHECK(w.grad().scalar_type() == torch::kFloat32);
+    auto w_ref = w.detach().clone().requires_grad_(true);
+    model::causal_lm_loss(torch::matmul(h.detach(), w_ref.t()), y).backward();
+    CHECK(test::max_abs_diff(w.grad(), w_ref.grad()) < 0.02 * w_ref.grad().abs().max().item<double>());
+  }
+  {  // without grad mode only the loss is formed
+    torch::NoGradGuard no_grad;
+    auto h = torch::randn({b, s, hid}), w = torch::randn({vocab, hid});
+    CHECK(model::linear_cross_entropy(h, w, y).item<double>() ==
+          Approx(model::causal_lm_loss(torch::matmul(h, w.t()), y).item<double>()).epsilon(1e-6));
+  }
+  CHECK_THROWS_AS(model::linear_cross_entropy(torch::randn({b, s, hid}), torch::randn({vocab, hid}),
+                                              torch::full({b, s}, vocab, torch::kInt64)),
+                  UsageError);
+  CHECK_THROWS_AS(model::linear_cross_entropy(torch::randn({b, s, hid}), torch::randn({vocab, hid + 1}), y), UsageError);
+}
+
+TEST_CASE("a loss_only forward gives the loss and gradients of the logits path", "[model]") {
+  auto m = random_tiny(5);
+  auto in = image_batch(m->config, 5);
+  in.labels = in.input_ids.masked_fill((in.input_ids >= m->config.text.vocab_size).logical_or(in.attention_mask == 0),
+                                       model::kIgnoreIndex);
+  auto ref = m->forward(in).loss;
+  ref.backward();
+  std::map<std::string, torch::Tensor> grads;
+  for (auto& [name, p] : m->named_weights()) {
+    grads[name] = p.grad().clone();
+    p.mutable_grad() = torch::Tensor();
+  }
+  in.loss_only = true;
+  auto out = m->forward(in);
+  CHECK_FALSE(out.logits.defined());
+  CHECK(out.loss.item<double>() == Approx(ref.item<double>()).epsilon(1e-6));
+  out.loss.backward();
+  double worst = 0;
+  for (auto& [name, p] : m->named_weights())
+    worst = std::max(worst, test::max_abs_diff(p.grad(), grads[name]) / (grads[name].abs().max().item<double>() + 1e-12));
+  CHECK(worst < 1e-4);
 }
 
 TEST_CASE("build_model follows the model config: preset, weights, dtype and the runtime switches", "[model]") {

@@ -81,6 +81,35 @@ TEST_CASE("clipping by global norm scales only when the norm exceeds the limit",
   CHECK(b.grad().item<float>() == Approx(0.8).epsilon(1e-5));
   b.mutable_grad() = torch::tensor({NAN});
   CHECK(std::isnan(train::clip_grad_norm({a, b}, 1.0)));
+  CHECK(train::clip_coefficient(5.0, 1.0) == Approx(1.0 / (5.0 + 1e-6)));
+  CHECK(train::clip_coefficient(0.5, 1.0) == 1.0);
+  CHECK(train::clip_coefficient(5.0, 0.0) == 1.0);  // clipping off
+  CHECK(train::clip_coefficient(NAN, 1.0) == 1.0);
+}
+
+TEST_CASE("AdamW with a gradient factor equals the update from scaled gradients", "[train]") {
+  torch::manual_seed(3);
+  auto make = [] {
+    std::vector<std::pair<std::string, torch::Tensor>> ps;
+    ps.emplace_back("w", torch::randn({5, 3}).set_requires_grad(true));
+    ps.emplace_back("b", torch::randn({7}).set_requires_grad(true));
+    return ps;
+  };
+  auto fused = make(), scaled = make();
+  for (size_t i = 0; i < fused.size(); ++i) scaled[i].second.data().copy_(fused[i].second.data());
+  train::AdamW a(fused, {1e-2, 0.9, 0.999, 1e-8, 0.1}), b(scaled, {1e-2, 0.9, 0.999, 1e-8, 0.1});
+  for (int step = 0; step < 3; ++step) {
+    for (size_t i = 0; i < fused.size(); ++i) {
+      auto g = torch::randn(fused[i].second.sizes()) * 4;
+      fused[i].second.mutable_grad() = g.clone();
+      scaled[i].second.mutable_grad() = g * 0.3;
+    }
+    a.step(1e-2, 0.3);
+    b.step(1e-2);
+    for (size_t i = 0; i < fused.size(); ++i)
+      CHECK(test::max_abs_diff(fused[i].second.detach(), scaled[i].second.detach()) < 1e-6);
+  }
+  CHECK_THROWS_AS(a.step(1e-2, 0.0), UsageError);
 }
 
 TEST_CASE("parameter groups cover the model as train.freeze names them", "[train]") {

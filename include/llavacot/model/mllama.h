@@ -32,6 +32,7 @@ struct MllamaInputs {
   torch::Tensor cross_attention_mask;  // [B, S, M, T] 0/1 (with a cache holding images: default = last row)
   torch::Tensor labels;                // [B, S], kIgnoreIndex where no loss
   int64_t logits_to_keep = 0;          // 0 = logits for every position, n = for the last n
+  bool loss_only = false;              // with labels: the loss alone, through linear_cross_entropy (training)
 };
 
 struct MllamaOutput {
@@ -95,6 +96,16 @@ void init_weights(MllamaForConditionalGeneration& model, uint64_t seed);
 /// Mean cross-entropy over positions whose next-token label is not kIgnoreIndex (logits [B, S, V] and
 /// labels [B, S], shifted by one inside), computed in float32. `count` receives the number of counted labels.
 torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, int64_t* count = nullptr);
+
+/// Float32 elements of logits linear_cross_entropy keeps at a time by default (64 MB).
+constexpr int64_t kLossChunkElements = int64_t{16} << 20;
+
+/// The same loss as causal_lm_loss(hidden @ weight^T, labels) without materialising the [B * S, vocab] logits:
+/// only the counted positions reach the vocabulary product, a block of them at a time (about `chunk_elements`
+/// float32 logits), and with grad mode on the gradients of hidden and weight are formed while each block's
+/// logits are at hand, so that backward only scales them. hidden [B, S, H], weight [V, H], labels [B, S].
+torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& labels,
+                                   int64_t chunk_elements = 0, int64_t* count = nullptr);
 
 /// Analytic matmul FLOPs of one forward pass over `tokens` text tokens, each attending to `context`
 /// earlier tokens on average, with `vision_tokens` cross-attention keys (0 = text-only; cross layers skipped).

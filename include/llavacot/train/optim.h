@@ -29,9 +29,10 @@ class AdamW {
   /// `params` are (name, tensor) pairs; only those that require grad are updated.
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, Options options);
 
-  /// One update with learning rate `lr` from the parameters' .grad (parameters without a gradient are left
-  /// alone, their state included).
-  void step(double lr);
+  /// One update with learning rate `lr` from the parameters' .grad times `grad_factor` (parameters without a
+  /// gradient are left alone, their state included). A factor below 1 is how clipping reaches the update: the
+  /// fused kernel applies it as it reads each gradient, with no separate pass over them.
+  void step(double lr, double grad_factor = 1.0);
   void zero_grad();
   int64_t steps() const { return steps_; }
 
@@ -60,9 +61,17 @@ struct LrSchedule {
   double at(int64_t step) const;
 };
 
-/// The global L2 norm of the gradients (per-tensor norms in one multi-tensor pass, combined in float64); when max_norm > 0 and the norm exceeds it,
-/// scales the gradients by max_norm / (norm + 1e-6) when that is below 1, as torch.nn.utils.clip_grad_norm_. Returns the norm
-/// before clipping (inf or nan when a gradient is not finite; nothing is scaled then).
+/// The global L2 norm of the parameters' gradients: per-tensor squared norms (float32 CPU gradients: BLAS dot
+/// products; otherwise one multi-tensor norm pass in the gradients' dtype, as torch does) combined in float64;
+/// inf or nan when a gradient is not finite, 0 without gradients.
+double grad_norm(const std::vector<torch::Tensor>& params);
+
+/// The factor clipping by global norm applies, as torch.nn.utils.clip_grad_norm_: max_norm / (norm + 1e-6) when
+/// that is below 1; 1 when max_norm <= 0 or the norm is not finite.
+double clip_coefficient(double norm, double max_norm);
+
+/// grad_norm, then the gradients scaled in place by clip_coefficient. Returns the norm before clipping.
+/// (The trainer passes the coefficient to AdamW::step instead, saving the pass over the gradients.)
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
 
 }  // namespace llavacot::train
