@@ -76,6 +76,6 @@ void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_preprocess(CLI::App& app);
 void register_make_demo_data(CLI::App& app);
-void register_pending(CLI::App& app);  // launch
+void register_launch(CLI::App& app);
 
 }  // namespace llavacot::cli

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   cli::register_bench(app);
   cli::register_preprocess(app);
   cli::register_make_demo_data(app);
-  cli::register_pending(app);
+  cli::register_launch(app);
 
   try {
     log::configure_from_env();
@@ -50,6 +50,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  } catch (const ExitCode& e) {
+    return e.exit_code();  // the processes it ran have said what went wrong
   } catch (const Error& e) {
     std::cerr << "llavacot: error: " << e.what() << "\n";
     return e.exit_code();

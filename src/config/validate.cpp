@@ -161,6 +161,15 @@ Problems ExportConfig::validate() const {
   return p;
 }
 
+Problems DistConfig::validate() const {
+  Problems p;
+  check_choice(p, "engine", engine, {"auto", "mpi", "nccl", "single"});
+  check_range(p, "timeout_s", timeout_s, 1.0, 7.0 * 24 * 3600);
+  check_range(p, "bucket_mb", bucket_mb, 0.001, 16384.0);
+  check_range(p, "first_bucket_mb", first_bucket_mb, 0.001, 16384.0);
+  return p;
+}
+
 Problems RunConfig::validate() const {
   Problems p;
   if (output_dir.empty()) p.push_back("output_dir: must not be empty");

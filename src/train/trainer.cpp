@@ -18,6 +18,8 @@
 
 #include "llavacot/config/loader.h"
 #include "llavacot/data/pipeline.h"
+#include "llavacot/dist/comm.h"
+#include "llavacot/dist/grad_sync.h"
 #include "llavacot/io/safetensors.h"
 #include "llavacot/model/checkpoint.h"
 #include "llavacot/model/mllama.h"
@@ -164,16 +166,25 @@ struct State {
 
 }  // namespace
 
+int64_t count_trained_tokens(const std::vector<data::Batch>& micro) {
+  int64_t n = 0;
+  for (const auto& b : micro) n += (b.labels.slice(1, 1) != model::kIgnoreIndex).sum().item<int64_t>();
+  return n;
+}
+
 StepLoss forward_backward(const model::MllamaForConditionalGeneration& model, const std::vector<data::Batch>& micro,
-                          const torch::Device& device, const std::string& precision) {
+                          const torch::Device& device, const std::string& precision, int64_t denominator,
+                          dist::GradSync* sync) {
   StepLoss out;
   std::vector<int64_t> counts;
-  for (const auto& b : micro) {
-    counts.push_back((b.labels.slice(1, 1) != model::kIgnoreIndex).sum().item<int64_t>());
+  size_t last = micro.size();  // the last micro-batch with trained tokens: its backward reduces
+  for (size_t i = 0; i < micro.size(); ++i) {
+    counts.push_back(count_trained_tokens({micro[i]}));
     out.counted += counts.back();
+    if (counts.back() > 0) last = i;
   }
-  out.finite = out.counted > 0;
-  double loss_sum = 0;
+  if (denominator <= 0) denominator = out.counted;
+  out.finite = denominator > 0;
   for (size_t i = 0; i < micro.size() && out.finite; ++i) {
     if (counts[i] == 0) continue;
     auto in = micro[i].inputs();
@@ -193,10 +204,12 @@ StepLoss forward_backward(const model::MllamaForConditionalGeneration& model, co
       out.finite = false;
       break;
     }
-    loss_sum += value * static_cast<double>(counts[i]);
-    (loss * (static_cast<double>(counts[i]) / static_cast<double>(out.counted))).backward();
+    out.loss_sum += value * static_cast<double>(counts[i]);
+    if (sync) sync->set_reduce(i == last);
+    (loss * (static_cast<double>(counts[i]) / static_cast<double>(denominator))).backward();
   }
-  out.loss = out.counted > 0 ? loss_sum / static_cast<double>(out.counted) : 0.0;
+  if (sync) sync->set_reduce(false);
+  out.loss = out.counted > 0 ? out.loss_sum / static_cast<double>(out.counted) : 0.0;
   return out;
 }
 
@@ -234,8 +247,29 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   torch::Device device(torch::kCPU);
   if (cfg.run.device == "auto") device = torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   else device = torch::Device(cfg.run.device);
+
+  // ---- the world this process trains in (a world of one unless a launcher started several)
+  const auto world_env = dist::world_from_env();
+  if (device.is_cuda() && world_env.world > 1 && !device.has_index())
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(world_env.local_rank));
+  dist::CommOptions comm_options;
+  comm_options.engine = cfg.dist.engine;
+  comm_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.dist.timeout_s * 1000));
+  auto comm = dist::make_communicator(world_env, comm_options, device.is_cuda());
+  log::set_rank(comm->rank());
+  const bool lead = comm->rank() == 0;  // writes the run directory
+  if (comm->world() > 1)
+    LOG_INFO0("train", "data parallel: ", comm->world(), " ranks, engine ", comm->engine(), ", launcher ", world_env.launcher);
+  // Sums of a few numbers over the ranks (one collective).
+  auto sum_over_ranks = [&](std::vector<double> values) {
+    auto t = torch::tensor(values, torch::kDouble).to(device);
+    comm->all_reduce_sum(t)->wait();
+    t = t.cpu();
+    for (size_t i = 0; i < values.size(); ++i) values[i] = t[static_cast<int64_t>(i)].item<double>();
+    return values;
+  };
   fs::create_dirs(run_dir);
-  config::write_resolved(cfg, run_dir);
+  if (lead) config::write_resolved(cfg, run_dir);
 
   // ---- tokenizer and data first: their problems surface before the weights are loaded
   const model::MllamaConfig shapes = model::load_preset(cfg.model.preset);
@@ -252,6 +286,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   ds.seed = static_cast<uint64_t>(cfg.run.seed);
   ds.pad_id = pad;
   ds.run_dir = run_dir;
+  ds.rank = comm->rank();
+  ds.world = comm->world();
   data::TrainingData data(cfg.data, *tok, data::image_processor_config(shapes.vision), ds);
   auto& loader = data.loader();
 
@@ -281,6 +317,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   AdamW opt(named, {tc.lr, tc.adam_beta1, tc.adam_beta2, tc.adam_eps, tc.weight_decay});
   std::vector<torch::Tensor> trainable_params;
   for (const auto& [name, p] : opt.params()) trainable_params.push_back(p);
+  dist::GradSync sync(*comm, opt.params(), {cfg.dist.bucket_mb, cfg.dist.first_bucket_mb});
 
   // ---- steps
   const int64_t micro_per_epoch = loader.steps_per_epoch();
@@ -323,7 +360,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     }
     loader.seek(st.position);
     // Metrics written after the checkpoint (by the run that died) are dropped: the resumed run rewrites them.
-    if (stdfs::exists(metrics_path)) {
+    if (lead && stdfs::exists(metrics_path)) {
       std::istringstream in(fs::read_file(metrics_path));
       std::string kept;
       for (std::string line; std::getline(in, line);) {
@@ -337,11 +374,20 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     }
     LOG_INFO0("train", "resumed from ", resume_from, " at step ", st.step, " (epoch ", st.position.epoch, ", batch ",
               st.position.step, ")");
-  } else if (stdfs::exists(metrics_path)) {
+  } else if (lead && stdfs::exists(metrics_path)) {
     fs::write_file_atomic(metrics_path, "");
   }
-  std::ofstream metrics(metrics_path, std::ios::app);
-  LLAVACOT_CHECK(metrics.good(), IoError, "cannot open ", metrics_path, " for appending");
+  // Every rank starts from rank 0's weights (they agree already when all loaded the same files).
+  {
+    std::vector<torch::Tensor> all;
+    for (const auto& [name, p] : named) all.push_back(p);
+    dist::broadcast_from_rank0(*comm, all, cfg.dist.bucket_mb);
+  }
+  std::ofstream metrics;
+  if (lead) {
+    metrics.open(metrics_path, std::ios::app);
+    LLAVACOT_CHECK(metrics.good(), IoError, "cannot open ", metrics_path, " for appending");
+  }
 
   std::string frozen_text;
   for (const auto& [g, n] : frozen_params) frozen_text += str_cat(frozen_text.empty() ? "" : ", ", g, " ", n);
@@ -353,6 +399,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   model::SaveOptions exact;
   exact.dtype = parse_dtype_of(model);
   auto save_checkpoint = [&]() {
+    if (!lead) return;  // the ranks hold the same weights and optimizer state
     const std::string final_dir = str_cat(run_dir, "/checkpoint-", st.step);
     if (stdfs::exists(final_dir)) return;
     const std::string tmp = str_cat(run_dir, "/.checkpoint-", st.step, ".tmp-", ::getpid());
@@ -387,9 +434,11 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   // ---- the loop
   SignalScope signals;
   Progress progress(total, tc.log_every);
-  const int64_t kill_after = [] {
-    const char* v = std::getenv("LLAVACOT_TEST_SIGKILL_AFTER_STEP");  // test hook: die hard after this step
-    return v ? std::atoll(v) : int64_t{0};
+  const int64_t kill_after = [&] {
+    const char* v = std::getenv("LLAVACOT_TEST_SIGKILL_AFTER_STEP");  // test hook: die hard after this step ...
+    const char* r = std::getenv("LLAVACOT_TEST_SIGKILL_RANK");        // ... on this rank only (default: all)
+    if (r && std::atoi(r) != comm->rank()) return int64_t{0};
+    return v ? static_cast<int64_t>(std::atoll(v)) : int64_t{0};
   }();
   TrainSummary summary;
   summary.run_dir = run_dir;
@@ -414,9 +463,19 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
       tokens += b.real_tokens;
       samples += b.size();
     }
-    const StepLoss fb = forward_backward(model, micro, device, tc.precision);
-    const bool loss_finite = fb.finite;
-    const double loss = loss_finite ? fb.loss : std::numeric_limits<double>::quiet_NaN();
+    // The step's trained tokens over every rank normalise the loss; tokens and samples are reported globally.
+    const auto totals = sum_over_ranks({static_cast<double>(count_trained_tokens(micro)), static_cast<double>(tokens),
+                                        static_cast<double>(samples)});
+    const auto denominator = static_cast<int64_t>(totals[0]);
+    tokens = static_cast<int64_t>(totals[1]);
+    samples = static_cast<int64_t>(totals[2]);
+    const StepLoss fb = forward_backward(model, micro, device, tc.precision, denominator, &sync);
+    sync.finish();
+    // Loss, finiteness and a stop request, agreed by every rank (so that all skip, step or stop together).
+    const auto agreed = sum_over_ranks({fb.finite ? fb.loss_sum : 0.0, fb.finite ? 0.0 : 1.0,
+                                        g_stop_signal.load() != 0 ? 1.0 : 0.0});
+    const bool loss_finite = agreed[1] == 0 && denominator > 0;
+    const double loss = loss_finite ? agreed[0] / static_cast<double>(denominator) : std::numeric_limits<double>::quiet_NaN();
     bool finite = loss_finite;
     double norm = 0;
     if (finite) {
@@ -446,7 +505,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     const double step_s = std::chrono::duration<double>(Clock::now() - t0).count();
     st.elapsed = elapsed_before + std::chrono::duration<double>(Clock::now() - started).count();
     const double done_rate = static_cast<double>(st.step) / std::max(1e-9, st.elapsed);
-    if (st.step % std::max<int64_t>(1, tc.log_every) == 0 || st.step == total || !finite) {
+    if (lead && (st.step % std::max<int64_t>(1, tc.log_every) == 0 || st.step == total || !finite)) {
       nlohmann::json m = {{"step", st.step},
                           {"epoch", st.epoch},
                           {"loss", finite ? nlohmann::json(loss) : nlohmann::json(nullptr)},
@@ -460,20 +519,21 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
       metrics << m.dump() << "\n";
       metrics.flush();
     }
-    progress.update(st.step, st.epoch, loss, lr, static_cast<double>(tokens) / step_s,
-                    static_cast<double>(total - st.step) / std::max(1e-9, done_rate));
-    const bool stop = g_stop_signal.load() != 0;
+    if (lead)
+      progress.update(st.step, st.epoch, loss, lr, static_cast<double>(tokens) / step_s,
+                      static_cast<double>(total - st.step) / std::max(1e-9, done_rate));
+    const bool stop = agreed[2] > 0;
     if ((tc.save_every > 0 && st.step % tc.save_every == 0) || stop) save_checkpoint();
     if (kill_after > 0 && st.step == kill_after) std::raise(SIGKILL);
     if (stop) {
       progress.end_line();
-      LOG_WARN("train", "signal ", g_stop_signal.load(), ": wrote ", latest_checkpoint(run_dir), " and stopped at step ",
+      LOG_WARN0("train", "signal ", g_stop_signal.load(), ": wrote ", latest_checkpoint(run_dir), " and stopped at step ",
                st.step, "; continue with --resume auto");
       summary.interrupted = true;
       break;
     }
   }
-  if (!summary.interrupted) {
+  if (!summary.interrupted && lead) {
     save_checkpoint();
     const std::string final_dir = run_dir + "/final";
     const std::string tmp = str_cat(run_dir, "/.final.tmp-", ::getpid());

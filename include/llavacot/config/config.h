@@ -208,6 +208,24 @@ struct ExportConfig {
   std::vector<std::string> validate() const;
 };
 
+/// Data-parallel training across processes (started by `llavacot launch`, torchrun, mpirun or srun).
+struct DistConfig {
+  std::string engine = "auto";
+  double timeout_s = 1800;
+  double bucket_mb = 25;
+  double first_bucket_mb = 1;
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("engine", engine,
+            "collectives: auto (nccl on CUDA, mpi for CPU processes, single for one process) | mpi | nccl | single");
+    v.field("timeout_s", timeout_s, "seconds a collective may wait for the other ranks before the run stops with an error");
+    v.field("bucket_mb", bucket_mb, "gradient bucket size in MiB (each bucket is all-reduced as soon as backward fills it)");
+    v.field("first_bucket_mb", first_bucket_mb, "size of the first bucket in MiB (small, so communication starts early)");
+  }
+  std::vector<std::string> validate() const;
+};
+
 /// Where a run writes and what it runs on.
 struct RunConfig {
   std::string name;
@@ -237,6 +255,7 @@ struct Config {
   DecodeConfig decode;
   EvalConfig eval;
   ExportConfig export_;
+  DistConfig dist;
   RunConfig run;
 
   template <class V>
@@ -247,6 +266,7 @@ struct Config {
     v.section("decode", decode, "decoding and inference-time search");
     v.section("eval", eval, "benchmarks and scoring");
     v.section("export", export_, "Hugging Face export");
+    v.section("dist", dist, "data-parallel training across processes");
     v.section("run", run, "run directory, seed, threads, device");
   }
 

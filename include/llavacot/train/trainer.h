@@ -11,6 +11,10 @@
 #include "llavacot/data/batch.h"
 #include "llavacot/model/mllama.h"
 
+namespace llavacot::dist {
+class GradSync;
+}
+
 namespace llavacot::train {
 
 struct TrainOptions {
@@ -28,15 +32,22 @@ struct TrainSummary {
 /// What one optimizer step's forward and backward passes saw.
 struct StepLoss {
   double loss = 0;        // mean over the step's trained tokens
-  int64_t counted = 0;    // trained tokens (labels that count)
+  double loss_sum = 0;    // the same, summed over the tokens (what ranks add up)
+  int64_t counted = 0;    // trained tokens (labels that count) in these micro-batches
   bool finite = true;     // false: a micro-batch's loss was not finite (its backward was not run)
 };
 
+/// Trained tokens (labels that count after the shift) in `micro`.
+int64_t count_trained_tokens(const std::vector<data::Batch>& micro);
+
 /// Forward and backward over one step's micro-batches, gradients accumulating into .grad. Each micro-batch's
 /// mean loss is weighted by its share of the step's trained tokens, so k micro-batches give the gradient of one
-/// batch k times the size. `precision`: fp32 | bf16_autocast | bf16.
+/// batch k times the size. `precision`: fp32 | bf16_autocast | bf16. Data-parallel: `denominator` is the
+/// trained tokens of the whole step over every rank (so N ranks equal one process with N times the batch), and
+/// `sync` reduces gradients during the last micro-batch's backward (0 and nullptr: this process alone).
 StepLoss forward_backward(const model::MllamaForConditionalGeneration& model, const std::vector<data::Batch>& micro,
-                          const torch::Device& device, const std::string& precision);
+                          const torch::Device& device, const std::string& precision, int64_t denominator = 0,
+                          dist::GradSync* sync = nullptr);
 
 /// Trains as `config` says. Throws ConfigError before any work for settings that cannot be honoured.
 TrainSummary run_training(const Config& config, const TrainOptions& options);

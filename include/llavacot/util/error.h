@@ -55,6 +55,17 @@ class RuntimeError : public Error {
   using Error::Error;
 };
 
+/// A command that ran other processes ends with their exit status (the message was printed already).
+class ExitCode : public Error {
+ public:
+  explicit ExitCode(int code) : Error(str_cat_int("exit status ", code)), code_(code) {}
+  int exit_code() const override { return code_; }
+
+ private:
+  static std::string str_cat_int(const char* text, int code) { return text + std::to_string(code); }
+  int code_;
+};
+
 namespace detail {
 inline void append_all(std::ostringstream&) {}
 template <class T, class... Rest>

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Data-parallel training of CPU processes (the MPI engine) across the machines of a host file, with Open MPI's
+# mpirun (on one machine, `llavacot launch --nproc N -- train ...` does the same).
+#   scripts/launch/mpirun_cpus.sh HOSTFILE NPROC [CONFIG] [extra llavacot train arguments...]
+set -euo pipefail
+HOSTFILE=$1
+NPROC=$2
+CONFIG=${3:-configs/train/demo.yaml}
+shift $(( $# > 3 ? 3 : $# ))
+exec mpirun --hostfile "$HOSTFILE" -np "$NPROC" --bind-to none -x OMP_NUM_THREADS \
+  build/llavacot train --config "$CONFIG" --set run.device=cpu "$@"

@@ -1,0 +1,18 @@
+// The engines behind make_communicator (src/dist/comm.cpp), each in its own translation unit so that only
+// it sees its library's headers (mpi.h; c10d's ProcessGroupNCCL.hpp with its defines).
+#pragma once
+
+#include <memory>
+
+#include "llavacot/dist/comm.h"
+
+namespace llavacot::dist {
+
+#ifdef LLAVACOT_HAVE_MPI
+std::unique_ptr<Communicator> make_mpi_communicator(const WorldEnv& env, const CommOptions& options);
+#endif
+#ifdef LLAVACOT_HAVE_NCCL
+std::unique_ptr<Communicator> make_nccl_communicator(const WorldEnv& env, const CommOptions& options);
+#endif
+
+}  // namespace llavacot::dist

@@ -1,0 +1,97 @@
+// Data-parallel training with two CPU ranks on loopback (`llavacot launch`, the MPI engine): the ranks end
+// with the weights of one process trained on the concatenated global batch, and a rank that dies makes the
+// launcher stop the other and exit non-zero.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "llavacot/io/safetensors.h"
+#include "support/model_inputs.h"
+#include "support/support.h"
+
+using namespace llavacot;
+using Catch::Matchers::Contains;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+const std::string& demo_dir() {
+  static std::string dir;
+  if (dir.empty()) dir = test::make_demo(test::fresh_dir("dist_cli_demo_" + std::to_string(::getpid())), 120);
+  return dir;
+}
+
+// Plain data order (no shuffle, no length grouping) so that step k of the 2-rank run sees the same records as
+// step k of one process with twice the batch.
+std::string train_args(const std::string& run_dir, int batch, const std::string& extra) {
+  const std::string& d = demo_dir();
+  return " train --config " + test::shell_quote(test::source_path("configs/train/demo.yaml")) +
+         " --set data.train_file=" + test::shell_quote(d + "/train.jsonl") + " --set data.image_root=" +
+         test::shell_quote(d + "/images") + " --set model.tokenizer=" + test::shell_quote(d + "/tokenizer.json") +
+         " --set run.output_dir=" + test::shell_quote(run_dir) + " --set run.threads=1 --set data.num_workers=1" +
+         " --set data.shuffle=false --set data.group_by_length=false --set train.batch_size=" + std::to_string(batch) +
+         " --set train.log_every=1 --set train.clip_grad_norm=1.0 --set dist.timeout_s=60 " + extra;
+}
+
+std::map<std::string, torch::Tensor> weights(const std::string& dir) {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [name, t] : safetensors::load_all(dir + "/model.safetensors")) out[name] = t;
+  return out;
+}
+
+std::vector<double> losses(const std::string& run_dir) {
+  std::vector<double> out;
+  std::ifstream f(run_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) out.push_back(nlohmann::json::parse(line).at("loss").get<double>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("two MPI ranks train like one process on the concatenated batch", "[cli][dist]") {
+  const std::string base = test::fresh_dir("dist_equal");
+  auto one = test::run_command(test::cli() + train_args(base + "/one", 4, "--set train.max_steps=4"));
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  auto two = test::run_command(test::cli() + " launch --nproc 2 --" +
+                               train_args(base + "/two", 2, "--set train.max_steps=4 --set dist.bucket_mb=0.5"));
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  CHECK_THAT(two.output, Contains("[rank 0]") && Contains("[rank 1]") && Contains("data parallel: 2 ranks, engine mpi"));
+  const auto a = losses(base + "/one"), b = losses(base + "/two");
+  REQUIRE(a.size() == 4);
+  REQUIRE(b.size() == 4);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == Approx(a[i]).epsilon(1e-5));
+  const auto wa = weights(base + "/one/final"), wb = weights(base + "/two/final");
+  REQUIRE(wa.size() == wb.size());
+  double worst = 0;
+  for (const auto& [name, t] : wa) worst = std::max(worst, test::max_abs_diff(t, wb.at(name)));
+  CHECK(worst < 1e-5);
+  // Both ranks checkpointed nothing of their own: rank 0 wrote the run directory, rank 1 its bad-record file.
+  CHECK(stdfs::exists(base + "/two/bad_records.rank-1.jsonl"));
+}
+
+TEST_CASE("a rank that dies makes launch stop the other and exit non-zero", "[cli][dist]") {
+  const std::string base = test::fresh_dir("dist_kill");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_STEP=2 LLAVACOT_TEST_SIGKILL_RANK=1 " + test::cli() +
+                             " launch --nproc 2 --" + train_args(base + "/run", 2, "--set train.max_steps=50"));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(r.output);
+  CHECK(r.exit_code != 0);
+  CHECK(took < 120);
+  CHECK_FALSE(stdfs::exists(base + "/run/final"));
+}
+
+TEST_CASE("a CPU world of several processes without MPI is refused with the way to start it", "[cli][dist]") {
+  auto r = test::run_command("RANK=0 WORLD_SIZE=2 " + test::cli() + train_args(test::fresh_dir("dist_env") + "/run", 2, ""));
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.output, Contains("llavacot launch --nproc N"));
+}
