@@ -266,13 +266,16 @@ void register_bench(CLI::App& app) {
     std::vector<std::string> presets{"tiny", "small"};
     double megabytes = 12;
     int threads = 0;
-    bool quick = false, no_peer = false;
+    bool quick = false, no_peer = false, worker = false;
+    int nproc = 2;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "measure ours against a peer in the same run; prints JSON and a table");
-  cmd->add_option("what", a->what, "tokenizer | image | model | data | train")
+  cmd->add_option("what", a->what, "tokenizer | image | model | data | train | dist")
       ->required()
-      ->check(CLI::IsMember({"tokenizer", "image", "model", "data", "train"}));
+      ->check(CLI::IsMember({"tokenizer", "image", "model", "data", "train", "dist"}));
+  cmd->add_flag("--worker", a->worker, "dist benchmark, internal: this process is one rank")->group("");
+  cmd->add_option("--nproc", a->nproc, "dist benchmark: ranks (default 2)");
   cmd->add_option("--single", a->single, "train benchmark, internal: measure one mode in this process")
       ->group("");
   cmd->add_option("--preset", a->preset, "model preset or config.json for the model and train benchmarks (default small)");
@@ -306,6 +309,11 @@ void register_bench(CLI::App& app) {
       t.preset = a->preset, t.python = a->python, t.out_dir = a->out_dir, t.single = a->single;
       t.threads = threads, t.no_peer = a->no_peer, t.profile_dir = a->profile_dir;
       bench_train(t);
+    } else if (a->what == "dist") {
+      BenchDistArgs d;
+      d.preset = a->preset, d.nproc = a->nproc, d.worker = a->worker;
+      d.threads = a->threads > 0 ? a->threads : 1;
+      bench_dist(d);
     } else if (a->what == "data") {
       BenchDataArgs d;
       d.data_dir = a->data, d.tokenizer = a->tokenizer, d.out_dir = a->out_dir, d.presets = a->presets;

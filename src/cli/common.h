@@ -63,6 +63,18 @@ struct BenchTrainArgs {
 };
 void bench_train(const BenchTrainArgs& args);
 
+/// `llavacot bench dist` (src/cli/cmd_bench_dist.cpp).
+struct BenchDistArgs {
+  std::string preset = "small";
+  int nproc = 2;
+  int threads = 1;         // per rank
+  int64_t batch = 2, seq = 256;
+  int iters = 3;
+  double bucket_mb = 25;
+  bool worker = false;     // internal: this process is one rank
+};
+void bench_dist(const BenchDistArgs& args);
+
 /// Throws NotImplementedError for a subcommand that a later milestone delivers.
 [[noreturn]] void not_implemented(const std::string& command, const std::string& what);
 

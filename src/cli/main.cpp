@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "common.h"
+#include "llavacot/util/process.h"
 #include "llavacot/config/loader.h"
 #include "llavacot/dist/build_info.h"
 #include "llavacot/util/error.h"
@@ -12,6 +13,7 @@
 
 int main(int argc, char** argv) {
   using namespace llavacot;
+  util::keep_heap_between_steps();
   CLI::App app{"llavacot: fine-tune, decode (greedy, stage beam, SWIRES), evaluate and export Llama-3.2-Vision "
                "models for four-stage visual reasoning"};
   app.require_subcommand(0, 1);

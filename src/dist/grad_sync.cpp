@@ -43,10 +43,28 @@ GradSync::GradSync(Communicator& comm, std::vector<std::pair<std::string, at::Te
     b.numel += p.numel();
     bucket_of_[k] = buckets_.size() - 1;
   }
-  for (auto& b : buckets_) {
+  shard_ = options.shard && comm_.world() > 1;
+  overlap_ = options.overlap >= 0 ? options.overlap != 0 : comm_.engine() != "mpi";
+  const int world = comm_.world(), rank = comm_.rank();
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    auto& b = buckets_[bi];
     const auto& head = params_[b.members.front()].second;
-    b.flat = at::empty({b.numel}, head.options().requires_grad(false));
+    const auto opts = head.options().requires_grad(false);
+    if (!shard_) {
+      b.flat = at::empty({b.numel}, opts);
+      continue;
+    }
+    b.part = (b.numel + world - 1) / world;
+    b.flat = at::zeros({b.part * world}, opts);  // the padding stays zero
+    b.shard = at::empty({b.part}, opts);
+    const int64_t lo = b.part * rank, hi = std::min(b.numel, lo + b.part);
+    for (size_t j = 0; j < b.members.size(); ++j) {
+      const int64_t a = std::max(lo, b.offsets[j]);
+      const int64_t e = std::min(hi, b.offsets[j] + params_[b.members[j]].second.numel());
+      if (a < e) pieces_.push_back({b.members[j], a - b.offsets[j], e - a, bi, a - lo});
+    }
   }
+  used_cpu_.assign(n, 0);
   used_ = at::zeros({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kByte).device(n ? params_[0].second.device() : at::kCPU));
   for (size_t k = 0; k < n; ++k)
     torch::autograd::impl::set_post_acc_grad_hooks(params_[k].second, std::make_unique<GradReadyHook>(this, k));
@@ -54,7 +72,8 @@ GradSync::GradSync(Communicator& comm, std::vector<std::pair<std::string, at::Te
   int64_t bytes = 0;
   for (const auto& b : buckets_) bytes += b.numel * b.flat.element_size();
   LOG_INFO0("dist", "gradient sync: ", n, " parameters in ", buckets_.size(), " buckets, ", bytes / 1048576.0,
-            " MiB a step, engine ", comm_.engine(), ", world ", comm_.world());
+            " MiB a step, engine ", comm_.engine(), ", world ", comm_.world(),
+            overlap_ ? ", reduced during backward" : ", reduced after backward");
 }
 
 GradSync::~GradSync() {
@@ -67,7 +86,7 @@ int64_t GradSync::bytes_per_step() const {
   return bytes;
 }
 
-void GradSync::set_reduce(bool on) { reduce_ = on; }
+void GradSync::set_reduce(bool on) { reduce_ = on && overlap_; }
 
 void GradSync::reset_step() {
   std::fill(ready_.begin(), ready_.end(), false);
@@ -109,7 +128,7 @@ void GradSync::launch(Bucket& b) {
     }
   }
   b.launched = true;
-  b.work = comm_.all_reduce_sum(b.flat);
+  b.work = shard_ ? comm_.reduce_scatter_sum(b.flat, b.shard) : comm_.all_reduce_sum(b.flat);
 }
 
 void GradSync::finish() {
@@ -126,11 +145,12 @@ void GradSync::finish() {
   used_work->wait();
   const auto used = used_.to(at::kCPU);
   const auto* flags = used.data_ptr<uint8_t>();
+  for (size_t i = 0; i < used_cpu_.size(); ++i) used_cpu_[i] = flags[i] != 0;
   for (auto& b : buckets_) {
     for (size_t j = 0; j < b.members.size(); ++j) {
       auto& p = params_[b.members[j]].second;
-      if (flags[b.members[j]] == 0) {
-        p.mutable_grad() = at::Tensor();  // no rank produced one
+      if (flags[b.members[j]] == 0 || shard_) {
+        p.mutable_grad() = at::Tensor();  // no rank produced one; or sharded: the optimizer reads the shards
       } else {
         p.mutable_grad() = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
       }
@@ -138,6 +158,32 @@ void GradSync::finish() {
   }
   used_.zero_();
   reset_step();
+}
+
+void GradSync::all_gather_params() {
+  LLAVACOT_CHECK(shard_, UsageError, "all_gather_params needs the sharded mode");
+  at::NoGradGuard no_grad;
+  const int64_t rank = comm_.rank();
+  std::vector<std::shared_ptr<Work>> works(buckets_.size());
+  std::vector<at::Tensor> sends(buckets_.size());
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    auto& b = buckets_[bi];
+    sends[bi] = at::zeros({b.part}, b.flat.options());
+  }
+  for (const auto& pc : pieces_)
+    sends[pc.bucket].narrow(0, pc.offset, pc.len).copy_(params_[pc.param].second.detach().reshape({-1}).narrow(0, pc.start, pc.len));
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) works[bi] = comm_.all_gather(sends[bi], buckets_[bi].flat);
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    auto& b = buckets_[bi];
+    works[bi]->wait();
+    for (size_t j = 0; j < b.members.size(); ++j) {
+      auto p = params_[b.members[j]].second.detach();
+      p.copy_(b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()));
+    }
+    // The padding past numel is zero in every rank's send; the flat buffer is overwritten before the next use.
+    b.flat.narrow(0, b.numel, b.part * comm_.world() - b.numel).zero_();
+  }
+  (void)rank;
 }
 
 void broadcast_from_rank0(Communicator& comm, const std::vector<at::Tensor>& tensors, double bucket_mb) {

@@ -20,6 +20,7 @@
 #include "llavacot/data/pipeline.h"
 #include "llavacot/dist/comm.h"
 #include "llavacot/dist/grad_sync.h"
+#include "llavacot/dist/sharded_adamw.h"
 #include "llavacot/io/safetensors.h"
 #include "llavacot/model/checkpoint.h"
 #include "llavacot/model/mllama.h"
@@ -314,10 +315,28 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     named.emplace_back(name, p);
   }
   LLAVACOT_CHECK(trainable > 0, ConfigError, "train.freeze leaves no parameter to train");
-  AdamW opt(named, {tc.lr, tc.adam_beta1, tc.adam_beta2, tc.adam_eps, tc.weight_decay});
+  std::vector<std::pair<std::string, torch::Tensor>> trainable_named;
   std::vector<torch::Tensor> trainable_params;
-  for (const auto& [name, p] : opt.params()) trainable_params.push_back(p);
-  dist::GradSync sync(*comm, opt.params(), {cfg.dist.bucket_mb, cfg.dist.first_bucket_mb});
+  for (const auto& [name, p] : named)
+    if (p.requires_grad()) {
+      trainable_named.emplace_back(name, p);
+      trainable_params.push_back(p);
+    }
+  dist::GradSync sync(*comm, trainable_named, {cfg.dist.bucket_mb, cfg.dist.first_bucket_mb, cfg.dist.zero1});
+  // The optimizer: whole state on every rank, or (ZeRO-1) each rank's part of it.
+  std::unique_ptr<AdamW> opt;
+  std::unique_ptr<dist::ShardedAdamW> sharded;
+  if (sync.sharded()) {
+    sharded = std::make_unique<dist::ShardedAdamW>(
+        sync, *comm, dist::ShardedAdamW::Options{tc.lr, tc.adam_beta1, tc.adam_beta2, tc.adam_eps, tc.weight_decay});
+  } else {
+    if (cfg.dist.zero1) LOG_INFO0("train", "dist.zero1 with one rank: nothing to shard");
+    opt = std::make_unique<AdamW>(named, AdamW::Options{tc.lr, tc.adam_beta1, tc.adam_beta2, tc.adam_eps, tc.weight_decay});
+  }
+  auto optimizer_steps = [&] { return sharded ? sharded->steps() : opt->steps(); };
+  auto zero_grad = [&] {
+    for (auto& p : trainable_params) p.mutable_grad() = torch::Tensor();
+  };
 
   // ---- steps
   const int64_t micro_per_epoch = loader.steps_per_epoch();
@@ -347,13 +366,24 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     }
     LLAVACOT_CHECK(st.step >= 0 && st.step <= total, FormatError, state_path, ": step ", st.step, " is outside this run's ",
                    total, " steps (was train.max_steps or the data changed?)");
+    // Optimizer state: one whole file, or one file per rank of a ZeRO-1 run (any world size can read them).
     std::map<std::string, torch::Tensor> saved;
     at::Tensor rng;
-    for (auto& [name, t] : safetensors::load_all(resume_from + "/optimizer.safetensors")) {
-      if (name == "rng.cpu") rng = t;
-      else saved[name] = t;
+    bool pieces = false;
+    for (const auto& entry : stdfs::directory_iterator(resume_from)) {
+      const std::string f = entry.path().filename().string();
+      if (f.rfind("optimizer", 0) != 0 || entry.path().extension() != ".safetensors") continue;
+      pieces = pieces || f != "optimizer.safetensors";
+      for (auto& [name, t] : safetensors::load_all(entry.path().string())) {
+        if (name == "rng.cpu") rng = t;
+        else saved[name] = t;
+      }
     }
-    opt.load_state(saved, state_json.at("optimizer_steps").get<int64_t>());
+    LLAVACOT_CHECK(!saved.empty(), FormatError, resume_from, " holds no optimizer state (optimizer*.safetensors)");
+    const int64_t saved_steps = state_json.at("optimizer_steps").get<int64_t>();
+    if (sharded) sharded->load_state(saved, saved_steps);
+    else if (pieces) opt->load_state(dist::assemble_optimizer_state(saved, trainable_named), saved_steps);
+    else opt->load_state(saved, saved_steps);
     if (rng.defined()) {
       at::Generator gen = at::detail::getDefaultCPUGenerator();
       gen.set_state(rng.clone());
@@ -398,37 +428,55 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   // ---- checkpoints: weights in the training dtype (the fp32 master copy), so a resume is exact
   model::SaveOptions exact;
   exact.dtype = parse_dtype_of(model);
+  // Rank 0 writes the checkpoint (the ranks hold the same weights); under ZeRO-1 every rank adds its part of
+  // the optimizer state to the same temporary directory first. Nobody goes on before the checkpoint is
+  // complete, so a rank that dies next leaves it valid.
   auto save_checkpoint = [&]() {
-    if (!lead) return;  // the ranks hold the same weights and optimizer state
     const std::string final_dir = str_cat(run_dir, "/checkpoint-", st.step);
     if (stdfs::exists(final_dir)) return;
-    const std::string tmp = str_cat(run_dir, "/.checkpoint-", st.step, ".tmp-", ::getpid());
-    stdfs::remove_all(tmp);
-    fs::create_dirs(tmp);
-    model::save_pretrained(model, tmp, exact);
-    fs::write_file_atomic(tmp + "/tokenizer.json", fs::read_file(tokenizer_path));
-    auto tensors = opt.state();
-    tensors.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
-    safetensors::save(tmp + "/optimizer.safetensors", tensors);
-    nlohmann::json s = {{"step", st.step},
-                        {"optimizer_steps", opt.steps()},
-                        {"skipped", st.skipped},
-                        {"streak", st.streak},
-                        {"epoch", st.epoch},
-                        {"elapsed_s", st.elapsed},
-                        {"data_position", nlohmann::json::parse(loader.position().to_json())},
-                        {"total_steps", total},
-                        {"lr", schedule.at(std::max<int64_t>(0, st.step - 1))},
-                        {"seed", cfg.run.seed}};
-    fs::write_file_atomic(tmp + "/trainer_state.json", s.dump(2) + "\n");
-    fs::fsync_dir(tmp);
-    stdfs::rename(tmp, final_dir);
-    fs::fsync_dir(run_dir);
-    if (tc.keep_last > 0) {
-      auto all = complete_checkpoints(run_dir);
-      for (size_t i = 0; i + static_cast<size_t>(tc.keep_last) < all.size(); ++i) stdfs::remove_all(all[i].second);
+    const std::string tmp = str_cat(run_dir, "/.checkpoint-", st.step, ".tmp");
+    if (lead) {
+      stdfs::remove_all(tmp);
+      fs::create_dirs(tmp);
     }
-    LOG_DEBUG("train", "checkpoint ", final_dir);
+    if (sharded) {
+      comm->barrier();
+      auto tensors = sharded->state();
+      if (lead) tensors.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+      safetensors::save(str_cat(tmp, "/optimizer.rank-", comm->rank(), "-of-", comm->world(), ".safetensors"), tensors);
+      comm->barrier();
+    }
+    if (lead) {
+      model::save_pretrained(model, tmp, exact);
+      fs::write_file_atomic(tmp + "/tokenizer.json", fs::read_file(tokenizer_path));
+      if (!sharded) {
+        auto tensors = opt->state();
+        tensors.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+        safetensors::save(tmp + "/optimizer.safetensors", tensors);
+      }
+      nlohmann::json s = {{"step", st.step},
+                          {"optimizer_steps", optimizer_steps()},
+                          {"world_size", comm->world()},
+                          {"zero1", static_cast<bool>(sharded)},
+                          {"skipped", st.skipped},
+                          {"streak", st.streak},
+                          {"epoch", st.epoch},
+                          {"elapsed_s", st.elapsed},
+                          {"data_position", nlohmann::json::parse(loader.position().to_json())},
+                          {"total_steps", total},
+                          {"lr", schedule.at(std::max<int64_t>(0, st.step - 1))},
+                          {"seed", cfg.run.seed}};
+      fs::write_file_atomic(tmp + "/trainer_state.json", s.dump(2) + "\n");
+      fs::fsync_dir(tmp);
+      stdfs::rename(tmp, final_dir);
+      fs::fsync_dir(run_dir);
+      if (tc.keep_last > 0) {
+        auto all = complete_checkpoints(run_dir);
+        for (size_t i = 0; i + static_cast<size_t>(tc.keep_last) < all.size(); ++i) stdfs::remove_all(all[i].second);
+      }
+      LOG_DEBUG("train", "checkpoint ", final_dir);
+    }
+    if (comm->world() > 1) comm->barrier();
   };
 
   // ---- the loop
@@ -479,12 +527,13 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     bool finite = loss_finite;
     double norm = 0;
     if (finite) {
-      norm = grad_norm(trainable_params);
+      norm = sharded ? sharded->grad_norm() : grad_norm(trainable_params);
       finite = std::isfinite(norm);
     }
     const double lr = schedule.at(st.step);
     if (finite) {
-      opt.step(lr, clip_coefficient(norm, tc.clip_grad_norm));
+      if (sharded) sharded->step(lr, clip_coefficient(norm, tc.clip_grad_norm));
+      else opt->step(lr, clip_coefficient(norm, tc.clip_grad_norm));
       st.streak = 0;
       last_loss = loss;
     } else {
@@ -493,14 +542,14 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
       LOG_WARN("train", "step ", st.step + 1, ": non-finite ", loss_finite ? "gradient" : "loss",
                ", step skipped (", st.streak, " in a row, ", st.skipped, " in all)");
       if (st.streak >= tc.max_nonfinite_steps) {
-        opt.zero_grad();
+        zero_grad();
         throw RuntimeError(str_cat("training stopped: ", st.streak, " steps in a row had a non-finite loss or gradient "
                                    "(train.max_nonfinite_steps = ", tc.max_nonfinite_steps, "); lower train.lr, enable "
                                    "train.clip_grad_norm, or check the data; the last checkpoint is ",
                                    latest_checkpoint(run_dir).empty() ? "none" : latest_checkpoint(run_dir)));
       }
     }
-    opt.zero_grad();
+    zero_grad();
     ++st.step;
     const double step_s = std::chrono::duration<double>(Clock::now() - t0).count();
     st.elapsed = elapsed_before + std::chrono::duration<double>(Clock::now() - started).count();
@@ -533,8 +582,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
       break;
     }
   }
+  if (!summary.interrupted) save_checkpoint();
   if (!summary.interrupted && lead) {
-    save_checkpoint();
     const std::string final_dir = run_dir + "/final";
     const std::string tmp = str_cat(run_dir, "/.final.tmp-", ::getpid());
     stdfs::remove_all(tmp);

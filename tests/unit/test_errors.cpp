@@ -1,6 +1,10 @@
 #include <catch2/catch.hpp>
 
 #include "llavacot/util/error.h"
+#include "llavacot/util/process.h"
+
+#include <cstdlib>
+#include <vector>
 
 using namespace llavacot;
 
@@ -45,4 +49,18 @@ TEST_CASE("LLAVACOT_CHECK throws the named type with the streamed message", "[ut
   } catch (const ConfigError& e) {
     CHECK(std::string(e.what()) == "x is 3, want 4");
   }
+}
+
+TEST_CASE("the allocator policy stays out of the way when the environment sets one", "[util]") {
+  ::setenv("LLAVACOT_SYSTEM_MALLOC", "1", 1);
+  CHECK_FALSE(util::keep_heap_between_steps());
+  ::unsetenv("LLAVACOT_SYSTEM_MALLOC");
+  ::setenv("MALLOC_TOP_PAD_", "0", 1);
+  CHECK_FALSE(util::keep_heap_between_steps());
+  ::unsetenv("MALLOC_TOP_PAD_");
+#ifdef __GLIBC__
+  CHECK(util::keep_heap_between_steps());
+  std::vector<char> big(40 << 20, 1);  // above the threshold: still served
+  CHECK(big[123] == 1);
+#endif
 }

@@ -214,6 +214,7 @@ struct DistConfig {
   double timeout_s = 1800;
   double bucket_mb = 25;
   double first_bucket_mb = 1;
+  bool zero1 = false;
 
   template <class V>
   void visit_fields(V& v) {
@@ -222,6 +223,8 @@ struct DistConfig {
     v.field("timeout_s", timeout_s, "seconds a collective may wait for the other ranks before the run stops with an error");
     v.field("bucket_mb", bucket_mb, "gradient bucket size in MiB (each bucket is all-reduced as soon as backward fills it)");
     v.field("first_bucket_mb", first_bucket_mb, "size of the first bucket in MiB (small, so communication starts early)");
+    v.field("zero1", zero1,
+            "ZeRO-1: each rank keeps 1/N of the optimizer state (and of the fp32 master weights of bf16 parameters)");
   }
   std::vector<std::string> validate() const;
 };

@@ -21,6 +21,20 @@ namespace llavacot::dist {
 struct GradSyncOptions {
   double bucket_mb = 25.0;       // bucket capacity in MiB
   double first_bucket_mb = 1.0;  // the first bucket (the last layers' gradients) starts communication early
+  bool shard = false;            // ZeRO-1: reduce-scatter each bucket, rank r keeping part r (see ShardedAdamW)
+  // Reduce buckets during backward (1) or all after it (0). -1: during backward with NCCL, whose transfers run on
+  // the GPU's own engines; after it with MPI, whose progress needs a core that CPU ranks already use for compute
+  // (measured on 2 ranks x 1 core: overlapping made the step slower than reducing after backward).
+  int overlap = -1;
+};
+
+/// Under sharding, the part of one parameter this rank owns: elements [start, start + len) of the flattened
+/// parameter, whose summed gradient sits at `offset` in the bucket's shard gradient.
+struct ShardPiece {
+  size_t param = 0;
+  int64_t start = 0, len = 0;
+  size_t bucket = 0;
+  int64_t offset = 0;
 };
 
 class GradSync {
@@ -32,8 +46,9 @@ class GradSync {
   GradSync& operator=(const GradSync&) = delete;
 
   /// Whether the backward passes that follow reduce their gradients (the step's last micro-batch) or only
-  /// accumulate them locally (the ones before it).
+  /// accumulate them locally (the ones before it). Without overlap, reducing waits for finish().
   void set_reduce(bool on);
+  bool overlaps() const { return overlap_; }
 
   /// Call once per optimizer step, after the last backward. Launches the buckets backward did not complete
   /// (parameters without a gradient on this rank count as zeros), waits for all of them, and leaves each
@@ -42,6 +57,18 @@ class GradSync {
   void finish();
 
   size_t buckets() const { return buckets_.size(); }
+  const std::vector<std::pair<std::string, at::Tensor>>& params() const { return params_; }
+
+  // ---- sharded mode (ZeRO-1)
+  bool sharded() const { return shard_; }
+  /// This rank's pieces, bucket by bucket.
+  const std::vector<ShardPiece>& pieces() const { return pieces_; }
+  /// The summed gradient of this rank's part of bucket `b` (valid after finish()).
+  const at::Tensor& shard_grad(size_t b) const { return buckets_[b].shard; }
+  /// Whether any rank produced a gradient for parameter `i` in the last step (valid after finish()).
+  bool used(size_t i) const { return used_cpu_[i] != 0; }
+  /// Every rank's updated parts into every rank's parameters (one all-gather per bucket).
+  void all_gather_params();
   /// Payload bytes one step all-reduces (gradient buckets plus the used-parameter flags).
   int64_t bytes_per_step() const;
 
@@ -50,7 +77,9 @@ class GradSync {
     std::vector<size_t> members;   // indices into params_
     std::vector<int64_t> offsets;  // element offset of each member in `flat`
     int64_t numel = 0;
+    int64_t part = 0;              // sharded: elements a rank owns (flat is world * part long, zero padded)
     at::Tensor flat;
+    at::Tensor shard;              // sharded: this rank's part of the sum
     size_t pending = 0;  // members not yet ready in this step
     bool launched = false;
     std::shared_ptr<Work> work;
@@ -67,8 +96,12 @@ class GradSync {
   std::vector<bool> ready_;
   std::vector<Bucket> buckets_;
   at::Tensor used_;  // uint8 per parameter: 1 when this rank produced its gradient
+  std::vector<uint8_t> used_cpu_;  // the same summed over the ranks, after finish()
+  bool shard_ = false;
+  std::vector<ShardPiece> pieces_;
   size_t next_launch_ = 0;
   bool reduce_ = false;
+  bool overlap_ = true;
   bool any_ready_ = false;
 };
 
