@@ -72,10 +72,11 @@ Child spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 // mpirun --tag-output writes "[job,rank]<stdout>:text": shown as "[rank N] text".
 std::string retag(const std::string& line, const std::string& prefix) {
   if (!prefix.empty()) return prefix + line;
-  static const std::regex tag(R"(^\[\d+,(\d+)\]<(stdout|stderr)>:(.*)$)");
+  // A line written in several pieces carries a tag before each piece.
+  static const std::regex tag(R"(\[\d+,(\d+)\]<(stdout|stderr)>:)");
   std::smatch m;
-  if (std::regex_match(line, m, tag)) return "[rank " + m[1].str() + "] " + m[3].str();
-  return line;
+  if (!std::regex_search(line, m, tag) || m.position(0) != 0) return line;
+  return "[rank " + m[1].str() + "] " + std::regex_replace(line, tag, "");
 }
 
 void drain(Child& c, bool final) {

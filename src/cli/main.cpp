@@ -55,10 +55,10 @@ int main(int argc, char** argv) {
   } catch (const ExitCode& e) {
     return e.exit_code();  // the processes it ran have said what went wrong
   } catch (const Error& e) {
-    std::cerr << "llavacot: error: " << e.what() << "\n";
+    std::cerr << std::string("llavacot: error: ") + e.what() + "\n";  // one write: launchers tag whole lines
     return e.exit_code();
   } catch (const std::exception& e) {
-    std::cerr << "llavacot: error: " << e.what() << "\n";
+    std::cerr << std::string("llavacot: error: ") + e.what() + "\n";
     return 1;
   }
 }

@@ -15,6 +15,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "llavacot/config/loader.h"
 #include "llavacot/data/pipeline.h"
@@ -482,12 +483,15 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   // ---- the loop
   SignalScope signals;
   Progress progress(total, tc.log_every);
-  const int64_t kill_after = [&] {
-    const char* v = std::getenv("LLAVACOT_TEST_SIGKILL_AFTER_STEP");  // test hook: die hard after this step ...
-    const char* r = std::getenv("LLAVACOT_TEST_SIGKILL_RANK");        // ... on this rank only (default: all)
-    if (r && std::atoi(r) != comm->rank()) return int64_t{0};
-    return v ? static_cast<int64_t>(std::atoll(v)) : int64_t{0};
-  }();
+  // Test hooks: die hard (SIGKILL) or hang after a step, on the rank LLAVACOT_TEST_FAULT_RANK names (default all).
+  auto fault_step = [&](const char* name) {
+    const char* v = std::getenv(name);
+    const char* r = std::getenv("LLAVACOT_TEST_FAULT_RANK");
+    if (!v || (r && std::atoi(r) != comm->rank())) return int64_t{0};
+    return static_cast<int64_t>(std::atoll(v));
+  };
+  const int64_t kill_after = fault_step("LLAVACOT_TEST_SIGKILL_AFTER_STEP");
+  const int64_t hang_after = fault_step("LLAVACOT_TEST_HANG_AFTER_STEP");
   TrainSummary summary;
   summary.run_dir = run_dir;
   const auto started = Clock::now();
@@ -574,6 +578,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     const bool stop = agreed[2] > 0;
     if ((tc.save_every > 0 && st.step % tc.save_every == 0) || stop) save_checkpoint();
     if (kill_after > 0 && st.step == kill_after) std::raise(SIGKILL);
+    if (hang_after > 0 && st.step == hang_after)
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
     if (stop) {
       progress.end_line();
       LOG_WARN0("train", "signal ", g_stop_signal.load(), ": wrote ", latest_checkpoint(run_dir), " and stopped at step ",
@@ -581,6 +587,24 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
       summary.interrupted = true;
       break;
     }
+  }
+  // The ranks must hold the same weights: compare a fingerprint of them (exact: the same float64 sums of the
+  // same values in the same order give the same bits).
+  if (comm->world() > 1) {
+    torch::NoGradGuard no_grad;
+    double f = 0;
+    for (const auto& [name, p] : named) {
+      const auto d = p.detach().to(torch::kDouble);
+      f += d.sum().item<double>() + 0.5 * d.pow(2).sum().item<double>();
+    }
+    auto mine = torch::full({1}, f, torch::TensorOptions().dtype(torch::kDouble).device(device));
+    auto all = torch::empty({comm->world()}, mine.options());
+    comm->all_gather(mine, all)->wait();
+    all = all.cpu();
+    for (int r = 0; r < comm->world(); ++r)
+      LLAVACOT_CHECK(all[r].item<double>() == f, dist::DistError, "rank ", r, " holds other weights than rank ", comm->rank(),
+                     " (fingerprints ", all[r].item<double>(), " and ", f, "): the ranks diverged");
+    LOG_INFO0("train", "parameters identical on all ", comm->world(), " ranks (fingerprint ", f, ")");
   }
   if (!summary.interrupted) save_checkpoint();
   if (!summary.interrupted && lead) {

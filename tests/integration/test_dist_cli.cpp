@@ -64,6 +64,7 @@ TEST_CASE("two MPI ranks train like one process on the concatenated batch", "[cl
   INFO(two.output);
   REQUIRE(two.exit_code == 0);
   CHECK_THAT(two.output, Contains("[rank 0]") && Contains("[rank 1]") && Contains("data parallel: 2 ranks, engine mpi"));
+  CHECK_THAT(two.output, Contains("parameters identical on all 2 ranks"));
   const auto a = losses(base + "/one"), b = losses(base + "/two");
   REQUIRE(a.size() == 4);
   REQUIRE(b.size() == 4);
@@ -80,13 +81,26 @@ TEST_CASE("two MPI ranks train like one process on the concatenated batch", "[cl
 TEST_CASE("a rank that dies makes launch stop the other and exit non-zero", "[cli][dist]") {
   const std::string base = test::fresh_dir("dist_kill");
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_STEP=2 LLAVACOT_TEST_SIGKILL_RANK=1 " + test::cli() +
+  auto r = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_STEP=2 LLAVACOT_TEST_FAULT_RANK=1 " + test::cli() +
                              " launch --nproc 2 --" + train_args(base + "/run", 2, "--set train.max_steps=50"));
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   INFO(r.output);
   CHECK(r.exit_code != 0);
   CHECK(took < 120);
   CHECK_FALSE(stdfs::exists(base + "/run/final"));
+}
+
+TEST_CASE("a rank that hangs makes the others stop with an error within the timeout", "[cli][dist]") {
+  const std::string base = test::fresh_dir("dist_hang");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = test::run_command("LLAVACOT_TEST_HANG_AFTER_STEP=2 LLAVACOT_TEST_FAULT_RANK=1 " + test::cli() +
+                             " launch --nproc 2 --grace 3 --" +
+                             train_args(base + "/run", 2, "--set train.max_steps=50 --set dist.timeout_s=5"));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(r.output);
+  CHECK(r.exit_code != 0);
+  CHECK(took < 90);
+  CHECK_THAT(r.output, Contains("did not complete within 5 s"));
 }
 
 TEST_CASE("a CPU world of several processes without MPI is refused with the way to start it", "[cli][dist]") {
@@ -120,7 +134,7 @@ TEST_CASE("ZeRO-1 trains like plain data parallel and its checkpoints resume at 
   CHECK(worst < 1e-5);
 
   // Killed after step 2 (rank 1 dies once checkpoint-2 is complete), then resumed by two ranks: the same result.
-  auto killed = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_STEP=2 LLAVACOT_TEST_SIGKILL_RANK=1 " + launch2 +
+  auto killed = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_STEP=2 LLAVACOT_TEST_FAULT_RANK=1 " + launch2 +
                                   train_args(base + "/resumed", 2, steps + " --set dist.zero1=true"));
   INFO(killed.output);
   CHECK(killed.exit_code != 0);
