@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "llavacot/data/batch.h"
 #include "llavacot/model/mllama.h"
 
 namespace llavacot::cli {
@@ -15,5 +16,8 @@ double peak_matmul_flops(torch::ScalarType dtype);
 /// A batch of `batch` rows of `seq` tokens, an image token first, one image of aspect ratio `ar_id`.
 model::MllamaInputs bench_inputs(const model::MllamaConfig& c, int64_t batch, int64_t seq, int64_t ar_id,
                                  torch::ScalarType dtype);
+
+/// The training batch of those inputs: every token a label, no padding.
+data::Batch bench_batch(const model::MllamaInputs& in);
 
 }  // namespace llavacot::cli

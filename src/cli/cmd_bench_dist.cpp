@@ -38,15 +38,7 @@ void bench_dist_rank(const BenchDistArgs& args) {
   ModelConfig mc;
   mc.preset = args.preset;
   auto m = model::build_model(mc, 0);
-  const auto in = bench_inputs(c, args.batch, args.seq, 6, torch::kFloat);
-  data::Batch b;
-  b.input_ids = in.input_ids;
-  b.labels = in.input_ids;
-  b.attention_mask = torch::ones_like(in.input_ids);
-  b.pixel_values = in.pixel_values;
-  b.aspect_ratio_ids = in.aspect_ratio_ids;
-  b.aspect_ratio_mask = in.aspect_ratio_mask;
-  b.cross_attention_mask = in.cross_attention_mask;
+  const data::Batch b = bench_batch(bench_inputs(c, args.batch, args.seq, 6, torch::kFloat));
   std::vector<std::pair<std::string, torch::Tensor>> named;
   std::vector<torch::Tensor> params;
   for (auto& [n, p] : m->named_weights()) {

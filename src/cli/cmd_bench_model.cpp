@@ -170,6 +170,18 @@ model::MllamaInputs bench_inputs(const model::MllamaConfig& c, int64_t batch, in
   return in;
 }
 
+data::Batch bench_batch(const model::MllamaInputs& in) {
+  data::Batch b;
+  b.input_ids = in.input_ids;
+  b.labels = in.input_ids;
+  b.attention_mask = torch::ones_like(in.input_ids);
+  b.pixel_values = in.pixel_values;
+  b.aspect_ratio_ids = in.aspect_ratio_ids;
+  b.aspect_ratio_mask = in.aspect_ratio_mask;
+  b.cross_attention_mask = in.cross_attention_mask;
+  return b;
+}
+
 void bench_model(const BenchModelArgs& args) {
   at::set_num_threads(args.threads);
   auto c = model::load_preset(args.preset);

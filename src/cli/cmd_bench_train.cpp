@@ -43,15 +43,7 @@ void measure_single(const std::string& preset, const std::string& mode, int thre
   m->runtime.checkpoint_vision = mode.find("+ckpt-all") != std::string::npos;
   const std::string precision = mode.rfind("bf16", 0) == 0 ? "bf16_autocast" : "fp32";
   m->runtime.activation_checkpointing = ckpt;
-  const auto in = bench_inputs(c, kBatch, kSeq, kAspectRatio, torch::kFloat);
-  data::Batch b;
-  b.input_ids = in.input_ids;
-  b.labels = in.input_ids;
-  b.attention_mask = torch::ones_like(in.input_ids);
-  b.pixel_values = in.pixel_values;
-  b.aspect_ratio_ids = in.aspect_ratio_ids;
-  b.aspect_ratio_mask = in.aspect_ratio_mask;
-  b.cross_attention_mask = in.cross_attention_mask;
+  const data::Batch b = bench_batch(bench_inputs(c, kBatch, kSeq, kAspectRatio, torch::kFloat));
   const int64_t base = util::rss_bytes();  // weights in place; optimizer state and activations come after
   train::AdamW opt(m->named_weights(), {1e-5, 0.9, 0.999, 1e-8, 0.0});
   std::vector<torch::Tensor> params;

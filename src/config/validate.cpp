@@ -164,6 +164,7 @@ Problems ExportConfig::validate() const {
 Problems DistConfig::validate() const {
   Problems p;
   check_choice(p, "engine", engine, {"auto", "mpi", "nccl", "single"});
+  check_choice(p, "overlap", overlap, {"auto", "on", "off"});
   check_range(p, "timeout_s", timeout_s, 1.0, 7.0 * 24 * 3600);
   check_range(p, "bucket_mb", bucket_mb, 0.001, 16384.0);
   check_range(p, "first_bucket_mb", first_bucket_mb, 0.001, 16384.0);

@@ -323,7 +323,12 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
       trainable_named.emplace_back(name, p);
       trainable_params.push_back(p);
     }
-  dist::GradSync sync(*comm, trainable_named, {cfg.dist.bucket_mb, cfg.dist.first_bucket_mb, cfg.dist.zero1});
+  dist::GradSyncOptions sync_options;
+  sync_options.bucket_mb = cfg.dist.bucket_mb;
+  sync_options.first_bucket_mb = cfg.dist.first_bucket_mb;
+  sync_options.shard = cfg.dist.zero1;
+  sync_options.overlap = cfg.dist.overlap == "auto" ? -1 : cfg.dist.overlap == "on" ? 1 : 0;
+  dist::GradSync sync(*comm, trainable_named, sync_options);
   // The optimizer: whole state on every rank, or (ZeRO-1) each rank's part of it.
   std::unique_ptr<AdamW> opt;
   std::unique_ptr<dist::ShardedAdamW> sharded;

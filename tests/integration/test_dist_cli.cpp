@@ -61,6 +61,13 @@ TEST_CASE("two MPI ranks train like one process on the concatenated batch", "[cl
   REQUIRE(one.exit_code == 0);
   auto two = test::run_command(test::cli() + " launch --nproc 2 --" +
                                train_args(base + "/two", 2, "--set train.max_steps=4 --set dist.bucket_mb=0.5"));
+  // Buckets reduced during backward (the mpi engine's default is after it): the same result.
+  auto overlapped = test::run_command(
+      test::cli() + " launch --nproc 2 --" +
+      train_args(base + "/overlapped", 2, "--set train.max_steps=4 --set dist.bucket_mb=0.5 --set dist.overlap=on"));
+  INFO(overlapped.output);
+  REQUIRE(overlapped.exit_code == 0);
+  CHECK_THAT(overlapped.output, Contains("reduced during backward"));
   INFO(two.output);
   REQUIRE(two.exit_code == 0);
   CHECK_THAT(two.output, Contains("[rank 0]") && Contains("[rank 1]") && Contains("data parallel: 2 ranks, engine mpi"));
@@ -73,6 +80,10 @@ TEST_CASE("two MPI ranks train like one process on the concatenated batch", "[cl
   REQUIRE(wa.size() == wb.size());
   double worst = 0;
   for (const auto& [name, t] : wa) worst = std::max(worst, test::max_abs_diff(t, wb.at(name)));
+  CHECK(worst < 1e-5);
+  const auto wo = weights(base + "/overlapped/final");
+  worst = 0;
+  for (const auto& [name, t] : wa) worst = std::max(worst, test::max_abs_diff(t, wo.at(name)));
   CHECK(worst < 1e-5);
   // Both ranks checkpointed nothing of their own: rank 0 wrote the run directory, rank 1 its bad-record file.
   CHECK(stdfs::exists(base + "/two/bad_records.rank-1.jsonl"));

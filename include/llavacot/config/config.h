@@ -215,6 +215,7 @@ struct DistConfig {
   double bucket_mb = 25;
   double first_bucket_mb = 1;
   bool zero1 = false;
+  std::string overlap = "auto";
 
   template <class V>
   void visit_fields(V& v) {
@@ -223,6 +224,9 @@ struct DistConfig {
     v.field("timeout_s", timeout_s, "seconds a collective may wait for the other ranks before the run stops with an error");
     v.field("bucket_mb", bucket_mb, "gradient bucket size in MiB (each bucket is all-reduced as soon as backward fills it)");
     v.field("first_bucket_mb", first_bucket_mb, "size of the first bucket in MiB (small, so communication starts early)");
+    v.field("overlap", overlap,
+            "reduce gradient buckets during backward: auto (yes with nccl; no with mpi, whose progress takes cores CPU "
+            "ranks compute on) | on | off");
     v.field("zero1", zero1,
             "ZeRO-1: each rank keeps 1/N of the optimizer state (and of the fp32 master weights of bf16 parameters)");
   }
