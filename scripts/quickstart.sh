@@ -33,6 +33,12 @@ else
   echo "training curves: python3 scripts/plot_metrics.py runs/demo/metrics.jsonl"
 fi
 
+# Data parallel: a short run of two CPU ranks with ZeRO-1 (the same trainer, started by llavacot launch).
+if [ ! -f runs/demo-2ranks/final/model.safetensors ]; then
+  "$bin" launch --nproc 2 -- train --config configs/train/demo.yaml --set run.output_dir=runs/demo-2ranks \
+    --set train.max_steps=20 --set train.batch_size=4 --set dist.zero1=true --resume auto
+fi
+
 # The stages below land with later milestones (decoding, evaluation, export); until then
 # the quickstart stops here and says so rather than pretending.
 pending=()
