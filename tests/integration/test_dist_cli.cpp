@@ -30,13 +30,9 @@ const std::string& demo_dir() {
 // Plain data order (no shuffle, no length grouping) so that step k of the 2-rank run sees the same records as
 // step k of one process with twice the batch.
 std::string train_args(const std::string& run_dir, int batch, const std::string& extra) {
-  const std::string& d = demo_dir();
-  return " train --config " + test::shell_quote(test::source_path("configs/train/demo.yaml")) +
-         " --set data.train_file=" + test::shell_quote(d + "/train.jsonl") + " --set data.image_root=" +
-         test::shell_quote(d + "/images") + " --set model.tokenizer=" + test::shell_quote(d + "/tokenizer.json") +
-         " --set run.output_dir=" + test::shell_quote(run_dir) + " --set run.threads=1 --set data.num_workers=1" +
-         " --set data.shuffle=false --set data.group_by_length=false --set train.batch_size=" + std::to_string(batch) +
-         " --set train.log_every=1 --set train.clip_grad_norm=1.0 --set dist.timeout_s=60 " + extra;
+  return test::demo_train_args(demo_dir(), run_dir) + " --set data.shuffle=false --set data.group_by_length=false" +
+         " --set train.batch_size=" + std::to_string(batch) +
+         " --set train.clip_grad_norm=1.0 --set dist.timeout_s=60 " + extra;
 }
 
 std::map<std::string, torch::Tensor> weights(const std::string& dir) {

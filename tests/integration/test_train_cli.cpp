@@ -34,12 +34,7 @@ const std::string& demo_dir() {
 }
 
 std::string train_cmd(const std::string& run_dir, const std::string& extra) {
-  const std::string& d = demo_dir();
-  return test::cli() + " train --config " + test::shell_quote(test::source_path("configs/train/demo.yaml")) +
-         " --set data.train_file=" + test::shell_quote(d + "/train.jsonl") + " --set data.image_root=" +
-         test::shell_quote(d + "/images") + " --set model.tokenizer=" + test::shell_quote(d + "/tokenizer.json") +
-         " --set run.output_dir=" + test::shell_quote(run_dir) + " --set run.threads=1 --set data.num_workers=1" +
-         " --set train.log_every=1 " + extra;
+  return test::cli() + test::demo_train_args(demo_dir(), run_dir) + " " + extra;
 }
 
 std::vector<nlohmann::json> metrics(const std::string& run_dir) {

@@ -34,6 +34,10 @@ std::string python_script_command(const std::string& script, const std::string& 
 /// into DIR/demo; returns that folder.
 std::string make_demo(const std::string& dir, int64_t train);
 
+/// " train --config configs/train/demo.yaml" on the demo data in `demo` (make_demo's folder), writing `run_dir`,
+/// one thread, one loader worker, metrics every step; append further --set options.
+std::string demo_train_args(const std::string& demo, const std::string& run_dir);
+
 /// The built `llavacot` executable.
 std::string cli();
 
