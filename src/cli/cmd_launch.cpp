@@ -43,7 +43,7 @@ struct Child {
 // Starts argv with extra environment entries; its stdout and stderr go to one pipe.
 Child spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& prefix) {
   int fds[2];
-  LLAVACOT_CHECK(::pipe(fds) == 0, RuntimeError, "pipe: ", std::strerror(errno));
+  LLAVACOT_CHECK(::pipe2(fds, O_CLOEXEC) == 0, RuntimeError, "pipe: ", std::strerror(errno));  // ranks inherit no other rank's pipe
   const pid_t pid = ::fork();
   LLAVACOT_CHECK(pid >= 0, RuntimeError, "fork: ", std::strerror(errno));
   if (pid == 0) {
@@ -119,9 +119,11 @@ int supervise(std::vector<Child>& children, const std::vector<std::string>& name
   auto stop_deadline = std::chrono::steady_clock::time_point::max();
   for (;;) {
     std::vector<pollfd> fds;
-    for (auto& c : children) fds.push_back({c.fd, POLLIN, 0});
+    for (auto& c : children)
+      if (c.fd >= 0) fds.push_back({c.fd, POLLIN, 0});
     ::poll(fds.data(), fds.size(), 200);
-    for (auto& c : children) drain(c, false);
+    for (auto& c : children)
+      if (c.fd >= 0) drain(c, false);
     if (const int sig = g_launch_signal.exchange(0)) {
       LOG_WARN("launch", "signal ", sig, ": passing it to the ranks");
       stop_all(sig);
@@ -138,6 +140,8 @@ int supervise(std::vector<Child>& children, const std::vector<std::string>& name
         c.running = false;
         c.status = status;
         drain(c, true);
+        ::close(c.fd);  // an ended child's pipe would wake poll at once, forever
+        c.fd = -1;
         const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
         if (!ok && code == 0) {
           code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -157,7 +161,8 @@ int supervise(std::vector<Child>& children, const std::vector<std::string>& name
       stop_deadline = std::chrono::steady_clock::time_point::max();
     }
   }
-  for (auto& c : children) ::close(c.fd);
+  for (auto& c : children)
+    if (c.fd >= 0) ::close(c.fd);
   return code;
 }
 

@@ -50,6 +50,7 @@ GradSync::GradSync(Communicator& comm, std::vector<std::pair<std::string, at::Te
     auto& b = buckets_[bi];
     const auto& head = params_[b.members.front()].second;
     const auto opts = head.options().requires_grad(false);
+    if (world == 1) continue;  // nothing to reduce: no buffers
     if (!shard_) {
       b.flat = at::empty({b.numel}, opts);
       continue;
@@ -65,12 +66,12 @@ GradSync::GradSync(Communicator& comm, std::vector<std::pair<std::string, at::Te
     }
   }
   used_cpu_.assign(n, 0);
-  used_ = at::zeros({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kByte).device(n ? params_[0].second.device() : at::kCPU));
+  // int32: a sum over any number of ranks stays exact (uint8 would wrap at 256).
+  used_ = at::zeros({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kInt).device(n ? params_[0].second.device() : at::kCPU));
   for (size_t k = 0; k < n; ++k)
     torch::autograd::impl::set_post_acc_grad_hooks(params_[k].second, std::make_unique<GradReadyHook>(this, k));
   reset_step();
-  int64_t bytes = 0;
-  for (const auto& b : buckets_) bytes += b.numel * b.flat.element_size();
+  const int64_t bytes = bytes_per_step();
   LOG_INFO0("dist", "gradient sync: ", n, " parameters in ", buckets_.size(), " buckets, ", bytes / 1048576.0,
             " MiB a step, engine ", comm_.engine(), ", world ", comm_.world(),
             overlap_ ? ", reduced during backward" : ", reduced after backward");
@@ -81,8 +82,8 @@ GradSync::~GradSync() {
 }
 
 int64_t GradSync::bytes_per_step() const {
-  int64_t bytes = used_.numel();
-  for (const auto& b : buckets_) bytes += b.numel * b.flat.element_size();
+  int64_t bytes = used_.numel() * used_.element_size();
+  for (const auto& b : buckets_) bytes += b.numel * params_[b.members.front()].second.element_size();
   return bytes;
 }
 
@@ -123,6 +124,8 @@ void GradSync::launch(Bucket& b) {
     if (g.defined()) {
       dst.copy_(g.reshape({-1}));
       used_[static_cast<int64_t>(b.members[j])] = 1;
+      // The bucket holds it now: dropping the local copy keeps one gradient's worth of memory, not two.
+      params_[b.members[j]].second.mutable_grad() = at::Tensor();
     } else {
       dst.zero_();
     }
@@ -144,7 +147,7 @@ void GradSync::finish() {
   for (auto& b : buckets_) b.work->wait();
   used_work->wait();
   const auto used = used_.to(at::kCPU);
-  const auto* flags = used.data_ptr<uint8_t>();
+  const auto* flags = used.data_ptr<int32_t>();
   for (size_t i = 0; i < used_cpu_.size(); ++i) used_cpu_[i] = flags[i] != 0;
   for (auto& b : buckets_) {
     for (size_t j = 0; j < b.members.size(); ++j) {

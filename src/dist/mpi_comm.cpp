@@ -9,6 +9,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <exception>
+#include <atomic>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -72,14 +74,21 @@ class MpiCommunicator : public Communicator {
       MPI_Type_commit(&bf16_type_);
       MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_sum_op_);
     });
-    init->wait();
-    LLAVACOT_CHECK(env.launcher != "mpirun" || (rank_ == env.rank && world_ == env.world), DistError,
-                   "MPI reports rank ", rank_, " of ", world_, " but the environment says ", env.rank, " of ", env.world);
+    try {
+      init->wait();
+      LLAVACOT_CHECK(env.launcher != "mpirun" || (rank_ == env.rank && world_ == env.world), DistError, "MPI reports rank ",
+                     rank_, " of ", world_, " but the environment says ", env.rank, " of ", env.world);
+    } catch (...) {
+      stop_worker();
+      throw;
+    }
   }
 
   ~MpiCommunicator() override {
-    if (broken_) {
-      worker_.detach();  // stuck inside MPI: the process is on its way out
+    // Stuck inside MPI, or leaving on an error while the other ranks may wait in a collective (MPI_Finalize
+    // would wait for them): leave MPI as it is; the non-zero exit makes mpirun stop the job.
+    if (broken_ || std::uncaught_exceptions() > 0) {
+      worker_.detach();
       return;
     }
     try {
@@ -91,12 +100,11 @@ class MpiCommunicator : public Communicator {
     } catch (const std::exception& e) {
       LOG_WARN("dist", "MPI finalisation: ", e.what());
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
+    if (broken_) {
+      worker_.detach();
+      return;
     }
-    cv_.notify_all();
-    if (worker_.joinable()) worker_.join();
+    stop_worker();
   }
 
   int rank() const override { return rank_; }
@@ -161,6 +169,15 @@ class MpiCommunicator : public Communicator {
   }
 
  private:
+  void stop_worker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+  }
+
   struct Job {
     std::function<void()> fn;
     std::promise<void> done;

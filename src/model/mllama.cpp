@@ -230,7 +230,9 @@ class LinearCrossEntropyFn : public torch::autograd::Function<LinearCrossEntropy
     if (grad_rows) grad_x = torch::empty({n, hid}, x.options());
     // Across several row blocks the weight gradient accumulates in float32.
     const auto acc_dtype = blocks ? torch::kFloat32 : weight.scalar_type();
-    if (grad_weight) grad_w = torch::empty({vocab, hid}, weight.options().dtype(acc_dtype));
+    if (grad_weight)
+      grad_w = n == 0 ? torch::zeros({vocab, hid}, weight.options().dtype(acc_dtype))
+                      : torch::empty({vocab, hid}, weight.options().dtype(acc_dtype));
     auto total = torch::zeros({}, rows.options().dtype(torch::kFloat32));
     for (int64_t r = 0; r < n; r += step) {
       const int64_t m = std::min(step, n - r);

@@ -257,6 +257,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   dist::CommOptions comm_options;
   comm_options.engine = cfg.dist.engine;
   comm_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.dist.timeout_s * 1000));
+  if (device.is_cuda() && device.has_index()) comm_options.cuda_device = device.index();
   auto comm = dist::make_communicator(world_env, comm_options, device.is_cuda());
   log::set_rank(comm->rank());
   const bool lead = comm->rank() == 0;  // writes the run directory
@@ -439,7 +440,10 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   // complete, so a rank that dies next leaves it valid.
   auto save_checkpoint = [&]() {
     const std::string final_dir = str_cat(run_dir, "/checkpoint-", st.step);
-    if (stdfs::exists(final_dir)) return;
+    // Rank 0's view decides for all (a rank must not skip the barriers below on its own).
+    bool exists = lead && stdfs::exists(final_dir);
+    if (comm->world() > 1) exists = sum_over_ranks({exists ? 1.0 : 0.0})[0] > 0;
+    if (exists) return;
     const std::string tmp = str_cat(run_dir, "/.checkpoint-", st.step, ".tmp");
     if (lead) {
       stdfs::remove_all(tmp);
@@ -593,22 +597,22 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
       break;
     }
   }
-  // The ranks must hold the same weights: compare a fingerprint of them (exact: the same float64 sums of the
-  // same values in the same order give the same bits).
+  // The ranks must hold the same weights: compare a fingerprint of them, the integer sum of the weights' bit
+  // patterns (exact and independent of summation order, so of thread counts).
   if (comm->world() > 1) {
     torch::NoGradGuard no_grad;
-    double f = 0;
+    int64_t f = 0;
     for (const auto& [name, p] : named) {
-      const auto d = p.detach().to(torch::kDouble);
-      f += d.sum().item<double>() + 0.5 * d.pow(2).sum().item<double>();
+      const auto bits = p.detach().contiguous().view(p.element_size() == 4 ? torch::kInt32 : torch::kInt16);
+      f += bits.to(torch::kLong).sum().item<int64_t>();
     }
-    auto mine = torch::full({1}, f, torch::TensorOptions().dtype(torch::kDouble).device(device));
+    auto mine = torch::full({1}, f, torch::TensorOptions().dtype(torch::kLong).device(device));
     auto all = torch::empty({comm->world()}, mine.options());
     comm->all_gather(mine, all)->wait();
     all = all.cpu();
     for (int r = 0; r < comm->world(); ++r)
-      LLAVACOT_CHECK(all[r].item<double>() == f, dist::DistError, "rank ", r, " holds other weights than rank ", comm->rank(),
-                     " (fingerprints ", all[r].item<double>(), " and ", f, "): the ranks diverged");
+      LLAVACOT_CHECK(all[r].item<int64_t>() == f, dist::DistError, "rank ", r, " holds other weights than rank ",
+                     comm->rank(), " (fingerprints ", all[r].item<int64_t>(), " and ", f, "): the ranks diverged");
     LOG_INFO0("train", "parameters identical on all ", comm->world(), " ranks (fingerprint ", f, ")");
   }
   if (!summary.interrupted) save_checkpoint();

@@ -85,7 +85,7 @@ TEST_CASE("GradSync reduces buckets during backward, in order, and leaves unused
     CHECK(test::max_abs_diff(net.w1.grad(), 2 * g1) < 1e-6);
     CHECK(test::max_abs_diff(net.w2.grad(), 2 * g2) < 1e-6);
     CHECK_FALSE(net.unused.grad().defined());
-    CHECK(sync.bytes_per_step() == (64 + 64 * 64 * 2) * 4 + 3);
+    CHECK(sync.bytes_per_step() == (64 + 64 * 64 * 2) * 4 + 3 * 4);  // gradients + int32 used flags
 
     // Accumulation: the first micro-batch communicates nothing, the second reduces the sum of both.
     net.w1.mutable_grad() = torch::Tensor();
