@@ -58,3 +58,8 @@ if(LLAVACOT_WITH_MPI)
     llavacot_missing("MPI" "libopenmpi-dev openmpi-bin")
   endif()
 endif()
+# The http scorer (decode) and the OpenAI-compatible judge (eval) speak HTTP(S) through libcurl.
+find_package(CURL QUIET)
+if(NOT CURL_FOUND)
+  llavacot_missing("libcurl" "libcurl4-openssl-dev")
+endif()

@@ -39,7 +39,15 @@ if [ ! -f runs/demo-2ranks/final/model.safetensors ]; then
     --set train.max_steps=20 --set train.batch_size=4 --set dist.zero1=true --resume auto
 fi
 
-# The stages below land with later milestones (decoding, evaluation, export); until then
+# Decoding: one demo benchmark image answered greedily and with SWIRES (the compute used is printed last).
+image=$(find data/demo/images -name '*.png' | sort | head -n 1)
+echo "question about $image:"
+"$bin" generate --model runs/demo/final --image "$image" --prompt "How many shapes are there?" \
+  --set decode.max_new_tokens=256
+"$bin" generate --config configs/decode/swires.yaml --model runs/demo/final --image "$image" \
+  --prompt "How many shapes are there?" --set decode.max_new_tokens=128
+
+# The stages below land with later milestones (evaluation, export); until then
 # the quickstart stops here and says so rather than pretending.
 pending=()
 for sub in eval export; do

@@ -271,16 +271,16 @@ void register_bench(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "measure ours against a peer in the same run; prints JSON and a table");
-  cmd->add_option("what", a->what, "tokenizer | image | model | data | train | dist")
+  cmd->add_option("what", a->what, "tokenizer | image | model | data | train | dist | decode")
       ->required()
-      ->check(CLI::IsMember({"tokenizer", "image", "model", "data", "train", "dist"}));
+      ->check(CLI::IsMember({"tokenizer", "image", "model", "data", "train", "dist", "decode"}));
   cmd->add_flag("--worker", a->worker, "dist benchmark, internal: this process is one rank")->group("");
   cmd->add_option("--nproc", a->nproc, "dist benchmark: ranks (default 2)");
   cmd->add_option("--single", a->single, "train benchmark, internal: measure one mode in this process")
       ->group("");
   cmd->add_option("--preset", a->preset, "model preset or config.json for the model and train benchmarks (default small)");
-  cmd->add_flag("--quick", a->quick, "model and data benchmarks: a smoke run, not a measurement");
-  cmd->add_flag("--no-peer", a->no_peer, "model benchmark: skip transformers");
+  cmd->add_flag("--quick", a->quick, "model, data and decode benchmarks: a smoke run, not a measurement");
+  cmd->add_flag("--no-peer", a->no_peer, "model and decode benchmarks: skip transformers");
   cmd->add_option("--profile", a->profile_dir, "model and train benchmarks: write chrome traces of one train step here")
       ->type_name("DIR");
   cmd->add_option("--attention", a->attention, "model benchmark: attention backend, fused | math (default fused)");
@@ -314,6 +314,11 @@ void register_bench(CLI::App& app) {
       d.preset = a->preset, d.nproc = a->nproc, d.worker = a->worker;
       d.threads = a->threads > 0 ? a->threads : 1;
       bench_dist(d);
+    } else if (a->what == "decode") {
+      BenchDecodeArgs d;
+      d.preset = a->preset, d.python = a->python, d.out_dir = a->out_dir, d.quick = a->quick, d.no_peer = a->no_peer;
+      d.threads = a->threads > 0 ? a->threads : 1;
+      bench_decode(d);
     } else if (a->what == "data") {
       BenchDataArgs d;
       d.data_dir = a->data, d.tokenizer = a->tokenizer, d.out_dir = a->out_dir, d.presets = a->presets;

@@ -75,6 +75,17 @@ struct BenchDistArgs {
 };
 void bench_dist(const BenchDistArgs& args);
 
+/// `llavacot bench decode` (src/cli/cmd_bench_decode.cpp).
+struct BenchDecodeArgs {
+  std::string preset = "small", python = "python3", out_dir = "runs/bench";
+  int threads = 1;
+  int64_t steps = 32, prompt = 64, candidates = 4;
+  std::vector<int64_t> rows{1, 4, 16};
+  int iters = 2;
+  bool quick = false, no_peer = false;
+};
+void bench_decode(const BenchDecodeArgs& args);
+
 /// Throws NotImplementedError for a subcommand that a later milestone delivers.
 [[noreturn]] void not_implemented(const std::string& command, const std::string& what);
 

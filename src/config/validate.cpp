@@ -122,10 +122,17 @@ Problems DecodeConfig::validate() const {
   check_min(p, "keep", keep, 1);
   if (keep > candidates) p.push_back(str_cat("keep: ", keep, " must not exceed candidates (", candidates, ")"));
   check_min(p, "max_retraces", max_retraces, 0);
-  if (!std::isfinite(retrace_threshold)) p.push_back("retrace_threshold: must be finite");
-  check_choice(p, "scorer", scorer, {"self_verify", "pairwise", "reward_endpoint", "logprob"});
-  if (scorer == "reward_endpoint" && reward_endpoint.empty())
-    p.push_back("reward_endpoint: required when scorer is reward_endpoint");
+  check_min(p, "conclusions", conclusions, 1);
+  if (!std::isfinite(score_mean)) p.push_back("score_mean: must be finite");
+  if (!std::isfinite(score_std) || score_std < 0) p.push_back("score_std: must be finite and >= 0");
+  if (!std::isfinite(threshold_z)) p.push_back("threshold_z: must be finite");
+  check_choice(p, "scorer", scorer, {"logprob", "self_verify", "pairwise", "http"});
+  if (scorer == "http" && scorer_url.empty()) p.push_back("scorer_url: required when scorer is http");
+  if (!scorer_url.empty() && scorer_url.rfind("http://", 0) != 0 && scorer_url.rfind("https://", 0) != 0)
+    p.push_back(str_cat("scorer_url: '", scorer_url, "' is not an http:// or https:// URL"));
+  check_range(p, "scorer_timeout_s", scorer_timeout_s, 0.0, 86400.0, true);
+  check_min(p, "scorer_retries", scorer_retries, 0);
+  check_min(p, "judge_max_new_tokens", judge_max_new_tokens, 1);
   for (const auto& s : stop)
     if (s.empty()) p.push_back("stop: stop strings must not be empty");
   return p;

@@ -82,6 +82,44 @@ void KvCache::select_rows(const torch::Tensor& index) {
       if (t.defined()) t = t.index_select(0, idx);
 }
 
+KvCache KvCache::gather(const std::vector<std::pair<const KvCache*, int64_t>>& picks) {
+  LLAVACOT_CHECK(!picks.empty(), UsageError, "gather needs at least one row");
+  const KvCache& first = *picks.front().first;
+  KvCache out(static_cast<int64_t>(first.k_.size()));
+  int64_t length = 0;
+  for (const auto& [cache, row] : picks) {
+    LLAVACOT_CHECK(cache && cache->step_ == 0, UsageError, "gather from a cache inside an open step");
+    LLAVACOT_CHECK(cache->valid_.defined() && row >= 0 && row < cache->rows(), UsageError, "gather: row ", row,
+                   " out of range of a cache with ", cache ? cache->rows() : 0, " rows");
+    LLAVACOT_CHECK(cache->k_.size() == first.k_.size(), UsageError, "gather from caches of different depths");
+    length = std::max(length, cache->length_);
+  }
+  const auto n = static_cast<int64_t>(picks.size());
+  const int64_t capacity = std::max<int64_t>(length + 16, 16);
+  out.valid_ = torch::zeros({n, capacity}, first.valid_.options());
+  out.next_position_ = torch::empty({n}, first.next_position_.options());
+  for (size_t layer = 0; layer < first.k_.size(); ++layer) {
+    const auto& k0 = first.k_[layer];
+    if (!k0.defined()) continue;
+    out.k_[layer] = torch::zeros({n, k0.size(1), capacity, k0.size(3)}, k0.options());
+    out.v_[layer] = torch::zeros({n, k0.size(1), capacity, k0.size(3)}, k0.options());
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& [cache, row] = picks[static_cast<size_t>(i)];
+    const int64_t used = cache->length_;
+    out.valid_[i].narrow(0, 0, used).copy_(cache->valid_[row].narrow(0, 0, used));
+    out.next_position_[i] = cache->next_position_[row];
+    for (size_t layer = 0; layer < first.k_.size(); ++layer) {
+      if (!out.k_[layer].defined()) continue;
+      LLAVACOT_CHECK(cache->k_[layer].defined(), UsageError, "gather: layer ", layer, " missing in one cache");
+      out.k_[layer][i].narrow(1, 0, used).copy_(cache->k_[layer][row].narrow(1, 0, used));
+      out.v_[layer][i].narrow(1, 0, used).copy_(cache->v_[layer][row].narrow(1, 0, used));
+    }
+  }
+  out.length_ = length;
+  return out;
+}
+
 int64_t KvCache::bytes() const {
   int64_t total = 0;
   for (auto* list : {&k_, &v_})
@@ -121,6 +159,45 @@ void CrossKv::select_rows(const std::vector<int64_t>& index) {
     if (t->defined()) *t = t->index_select(0, torch::tensor(index, torch::kInt64).to(t->device()));
 }
 
+bool CrossKv::shares_images_with(const CrossKv& other) const {
+  if (kv_.size() != other.kv_.size()) return false;
+  for (const auto& [layer, kv] : kv_) {
+    auto it = other.kv_.find(layer);
+    if (it == other.kv_.end() || !kv.first.is_same(it->second.first) || !kv.second.is_same(it->second.second)) return false;
+  }
+  return true;
+}
+
+CrossKv CrossKv::gather(const std::vector<std::pair<const CrossKv*, int64_t>>& picks) {
+  LLAVACOT_CHECK(!picks.empty(), UsageError, "gather needs at least one row");
+  const CrossKv& first = *picks.front().first;
+  CrossKv out;
+  if (first.empty()) {
+    for (const auto& [cross, row] : picks)
+      LLAVACOT_CHECK(cross->empty(), UsageError, "cannot gather rows with images and rows without into one cache");
+    return out;
+  }
+  out.kv_ = first.kv_;
+  std::vector<torch::Tensor> bias, row_mask;
+  for (const auto& [cross, row] : picks) {
+    LLAVACOT_CHECK(cross->shares_images_with(first), UsageError,
+                   "cannot gather rows that look at different image sets into one cache");
+    LLAVACOT_CHECK(row >= 0 && row < static_cast<int64_t>(cross->row_entry_.size()), UsageError, "gather: row ", row,
+                   " out of range");
+    out.row_entry_.push_back(cross->row_entry_[static_cast<size_t>(row)]);
+    if (cross->last_bias.defined()) {
+      bias.push_back(cross->last_bias.narrow(0, row, 1));
+      row_mask.push_back(cross->last_row_mask.narrow(0, row, 1));
+    }
+  }
+  if (!bias.empty()) {
+    LLAVACOT_CHECK(bias.size() == picks.size(), UsageError, "gather: some rows lack their cross-attention visibility");
+    out.last_bias = torch::cat(bias);
+    out.last_row_mask = torch::cat(row_mask);
+  }
+  return out;
+}
+
 int64_t CrossKv::bytes() const {
   int64_t total = 0;
   for (const auto& [layer, kv] : kv_)
@@ -131,6 +208,20 @@ int64_t CrossKv::bytes() const {
 void GenerationCache::select_rows(const std::vector<int64_t>& index) {
   self.select_rows(torch::tensor(index, torch::kInt64));
   cross.select_rows(index);
+}
+
+GenerationCache GenerationCache::gather(const std::vector<std::pair<const GenerationCache*, int64_t>>& picks) {
+  std::vector<std::pair<const KvCache*, int64_t>> self;
+  std::vector<std::pair<const CrossKv*, int64_t>> cross;
+  for (const auto& [cache, row] : picks) {
+    LLAVACOT_CHECK(cache != nullptr, UsageError, "gather from a null cache");
+    self.emplace_back(&cache->self, row);
+    cross.emplace_back(&cache->cross, row);
+  }
+  GenerationCache out;
+  out.self = KvCache::gather(self);
+  out.cross = CrossKv::gather(cross);
+  return out;
 }
 
 }  // namespace llavacot::model

@@ -141,4 +141,21 @@ std::vector<std::string> save_pretrained(const MllamaForConditionalGeneration& m
   return files;
 }
 
+std::string tokenizer_path_for(const ModelConfig& c) {
+  if (!c.tokenizer.empty()) return c.tokenizer;
+  std::vector<std::filesystem::path> candidates;
+  if (!c.weights.empty())  // a checkpoint directory, or the folder of a .safetensors file
+    candidates.push_back(std::filesystem::is_directory(c.weights) ? std::filesystem::path(c.weights) / "tokenizer.json"
+                                                        : std::filesystem::path(c.weights).parent_path() / "tokenizer.json");
+  if (std::filesystem::is_directory(c.preset)) candidates.push_back(std::filesystem::path(c.preset) / "tokenizer.json");
+  for (const auto& p : candidates)
+    if (!p.parent_path().empty() && std::filesystem::exists(p)) return p.string();
+  throw ConfigError("model.tokenizer is not set and no tokenizer.json lies beside model.weights or model.preset");
+}
+
+torch::Device device_for(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  return torch::Device(name);
+}
+
 }  // namespace llavacot::model

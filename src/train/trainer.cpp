@@ -126,17 +126,6 @@ class Progress {
   bool tty_;
 };
 
-std::string find_tokenizer(const Config& c) {
-  if (!c.model.tokenizer.empty()) return c.model.tokenizer;
-  std::vector<stdfs::path> candidates;
-  if (!c.model.weights.empty())  // a checkpoint directory, or the folder of a .safetensors file
-    candidates.push_back(stdfs::is_directory(c.model.weights) ? stdfs::path(c.model.weights) / "tokenizer.json"
-                                                              : stdfs::path(c.model.weights).parent_path() / "tokenizer.json");
-  if (stdfs::is_directory(c.model.preset)) candidates.push_back(stdfs::path(c.model.preset) / "tokenizer.json");
-  for (const auto& p : candidates)
-    if (!p.parent_path().empty() && stdfs::exists(p)) return p.string();
-  throw ConfigError("model.tokenizer is not set and no tokenizer.json lies beside model.weights or model.preset");
-}
 
 int64_t checkpoint_step(const stdfs::path& p) {
   const std::string name = p.filename().string();
@@ -246,9 +235,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   if (cfg.run.threads > 0) at::set_num_threads(static_cast<int>(cfg.run.threads));
   torch::manual_seed(static_cast<uint64_t>(cfg.run.seed));
   if (tc.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
-  torch::Device device(torch::kCPU);
-  if (cfg.run.device == "auto") device = torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-  else device = torch::Device(cfg.run.device);
+  torch::Device device = model::device_for(cfg.run.device);
 
   // ---- the world this process trains in (a world of one unless a launcher started several)
   const auto world_env = dist::world_from_env();
@@ -276,7 +263,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
 
   // ---- tokenizer and data first: their problems surface before the weights are loaded
   const model::MllamaConfig shapes = model::load_preset(cfg.model.preset);
-  const std::string tokenizer_path = find_tokenizer(cfg);
+  const std::string tokenizer_path = model::tokenizer_path_for(cfg.model);
   auto tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);
   const auto& sp = tok->special_ids();
   LLAVACOT_CHECK(sp.image == shapes.image_token_index, ConfigError, "tokenizer ", tokenizer_path, " has <|image|> at ",

@@ -13,8 +13,10 @@
 
 Case fields: input_ids, attention_mask, position_ids, pixel_values, aspect_ratio_ids, aspect_ratio_mask,
 cross_attention_mask, labels, prefix (a 1-element tensor: run the first PREFIX tokens as one call, then the
-others one at a time through the cache). Results: <case>.logits, .loss and .grad.<legacy name> (with labels),
-.vision and .cross_states (with pixel values), .step_logits (with prefix).
+others one at a time through the cache), generate (a 1-element tensor N: greedy generate(do_sample=False) of up
+to N new tokens; optional eos: the ids that end it). Results: <case>.logits, .loss and .grad.<legacy name> (with
+labels), .vision and .cross_states (with pixel values), .step_logits (with prefix), .generated (with generate:
+the new token ids).
 """
 import math
 import sys
@@ -144,6 +146,12 @@ def cmd_run(directory, inputs_path, out_path, taps):
                     cache = r.past_key_values
                     steps.append(r.logits[:, -1:])
                 out[f"{case}.step_logits"] = torch.cat(steps, 1).float().contiguous()
+            if "generate" in f:
+                n = int(f["generate"].item())
+                eos = [int(x) for x in f["eos"].tolist()] if "eos" in f else None
+                ids = model.generate(**kw, do_sample=False, max_new_tokens=n, eos_token_id=eos,
+                                     pad_token_id=model.config.text_config.pad_token_id, use_cache=True)
+                out[f"{case}.generated"] = ids[:, f["input_ids"].shape[1]:].contiguous()
     save_file({k: v.contiguous() for k, v in out.items()}, out_path)
     print("ok")
 

@@ -6,9 +6,11 @@
 #include <fstream>
 #include <map>
 
+#include "llavacot/decode/engine.h"
 #include "llavacot/io/safetensors.h"
 #include "llavacot/model/checkpoint.h"
 #include "llavacot/model/mllama.h"
+#include "llavacot/text/tokenizer.h"
 #include "support/model_inputs.h"
 #include "support/support.h"
 
@@ -19,7 +21,9 @@ namespace {
 
 struct Case {
   MllamaInputs in;
-  int64_t prefix = 0;  // > 0: also decode step by step after the first `prefix` tokens
+  int64_t prefix = 0;    // > 0: also decode step by step after the first `prefix` tokens
+  int64_t generate = 0;  // > 0: also greedy generate() this many new tokens at most
+  std::vector<int64_t> eos;
 };
 using Cases = std::map<std::string, Case>;
 using Results = std::map<std::string, torch::Tensor>;
@@ -57,6 +61,8 @@ Results run_reference(const std::string& model_dir, const Cases& cases, const st
     add("cross_attention_mask", c.in.cross_attention_mask);
     add("labels", c.in.labels);
     if (c.prefix > 0) add("prefix", torch::tensor({c.prefix}, torch::kInt64));
+    if (c.generate > 0) add("generate", torch::tensor({c.generate}, torch::kInt64));
+    if (!c.eos.empty()) add("eos", torch::tensor(c.eos, torch::kInt64));
   }
   safetensors::save(scratch + "/inputs.safetensors", tensors);
   require_ok(test::run_command(test::python_script_command(
@@ -271,5 +277,43 @@ TEST_CASE("checkpoints with transformers >= 4.52 key names load to the same weig
   for (size_t i = 0; i < wa.size(); ++i) {
     INFO(wa[i].first);
     CHECK(torch::equal(wa[i].second, wb[i].second));
+  }
+}
+
+TEST_CASE("greedy decoding equals transformers' generate(do_sample=False) token for token", "[oracle][decode]") {
+  auto dir = make_reference_model("tiny", "mllama_oracle_generate", 21);
+  auto cfg = model::read_config(dir);
+  auto text = [&](int64_t n, uint64_t seed) { return test::random_tokens(cfg, n, seed); };
+  const int64_t img = cfg.image_token_index, bos = cfg.text.bos_token_id;
+  auto row = [&](std::vector<int64_t> head, int64_t n, uint64_t seed) {
+    auto t = text(n, seed);
+    head.insert(head.end(), t.begin(), t.end());
+    return head;
+  };
+  const int64_t n_new = 24;
+  Cases cases;
+  cases["image"] = {test::make_batch(cfg, {{row({bos, img}, 14, 71), {3}}}, 72), 0, n_new, cfg.text.eos_token_id};
+  cases["text"] = {test::make_batch(cfg, {{row({bos}, 11, 73), {}}}, 74), 0, n_new, cfg.text.eos_token_id};
+  auto ref = run_reference(dir, cases, dir);
+  auto demo = test::make_demo(test::fresh_dir("mllama_oracle_generate_tok"), 8);
+  decode::Engine engine(load_as_reference(dir), text::load_tokenizer(demo + "/tokenizer.json", cfg.image_token_index));
+  engine.set_eos(cfg.text.eos_token_id);
+  for (const auto& [name, c] : cases) {
+    INFO("case " << name);
+    decode::Prompt p;
+    auto ids = c.in.input_ids[0];
+    p.ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+    p.pixel_values = c.in.pixel_values;
+    p.aspect_ratio_ids = c.in.aspect_ratio_ids;
+    p.aspect_ratio_mask = c.in.aspect_ratio_mask;
+    p.cross_attention_mask = c.in.cross_attention_mask;
+    auto rows = engine.prefill({p});
+    decode::GenerateRequest q;
+    q.max_new_tokens = n_new;
+    auto g = engine.generate(rows, {q}).at(0);
+    auto theirs = ref.at(name + ".generated")[0];
+    std::vector<int64_t> expected(theirs.data_ptr<int64_t>(), theirs.data_ptr<int64_t>() + theirs.numel());
+    CHECK(g.tokens == expected);
+    CHECK(static_cast<int64_t>(g.tokens.size()) >= 8);  // the comparison covers real decoding steps
   }
 }

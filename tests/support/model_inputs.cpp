@@ -1,8 +1,12 @@
 #include "support/model_inputs.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <random>
 #include <stdexcept>
+
+#include "support/support.h"
 
 namespace llavacot::test {
 
@@ -87,6 +91,20 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.sizes() != b.sizes()) throw std::invalid_argument("max_abs_diff: shapes differ");
   if (a.numel() == 0) return 0.0;
   return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+// A tiny model with random weights whose gates and norms are far from their initial values.
+model::MllamaForConditionalGeneration random_tiny_model(uint64_t seed, torch::ScalarType dtype) {
+  model::MllamaForConditionalGeneration m(model::load_preset(source_path("configs/models/tiny.json")), torch::TensorOptions().dtype(dtype));
+  model::init_weights(m, seed);
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
+  for (auto& [name, p] : m->named_weights()) {
+    if (name.find("gate") != std::string::npos) p.copy_(torch::rand(p.sizes(), gen) * 1.2 + 0.3);
+    else if (name.find("norm") != std::string::npos) p.add_(torch::randn(p.sizes(), gen) * 0.2);
+    else if (p.dim() >= 2) p.mul_(10.0);  // unit-scale activations instead of 0.02-scale ones
+  }
+  return m;
 }
 
 }  // namespace llavacot::test

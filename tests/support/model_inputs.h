@@ -31,6 +31,10 @@ std::vector<int64_t> random_tokens(const model::MllamaConfig& config, int64_t n,
 /// set to the ignore index.
 torch::Tensor make_labels(const model::MllamaInputs& batch, int64_t masked_prefix);
 
+/// The tiny preset with random weights whose gates and norms are far from their initial values and whose
+/// activations are of unit scale (so every path, images included, moves the logits).
+model::MllamaForConditionalGeneration random_tiny_model(uint64_t seed, torch::ScalarType dtype = torch::kFloat32);
+
 /// Max |a - b| (as double), after checking the shapes match.
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 

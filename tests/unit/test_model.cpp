@@ -17,20 +17,10 @@ using model::MllamaInputs;
 
 namespace {
 
-model::MllamaConfig tiny() { return model::load_preset(test::source_path("configs/models/tiny.json")); }
+[[maybe_unused]] model::MllamaConfig tiny() { return model::load_preset(test::source_path("configs/models/tiny.json")); }
 
-// A tiny model with random weights whose gates and norms are far from their initial values.
 model::MllamaForConditionalGeneration random_tiny(uint64_t seed, torch::ScalarType dtype = torch::kFloat32) {
-  model::MllamaForConditionalGeneration m(tiny(), torch::TensorOptions().dtype(dtype));
-  model::init_weights(m, seed);
-  torch::NoGradGuard no_grad;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
-  for (auto& [name, p] : m->named_weights()) {
-    if (name.find("gate") != std::string::npos) p.copy_(torch::rand(p.sizes(), gen) * 1.2 + 0.3);
-    else if (name.find("norm") != std::string::npos) p.add_(torch::randn(p.sizes(), gen) * 0.2);
-    else if (p.dim() >= 2) p.mul_(10.0);  // unit-scale activations instead of 0.02-scale ones
-  }
-  return m;
+  return test::random_tiny_model(seed, dtype);
 }
 
 std::vector<int64_t> cat_ids(std::vector<std::vector<int64_t>> parts) {

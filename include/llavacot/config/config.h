@@ -140,26 +140,44 @@ struct DecodeConfig {
   int64_t candidates = 4;
   int64_t keep = 2;
   int64_t max_retraces = 3;
-  double retrace_threshold = -0.2431;
+  int64_t conclusions = 2;
+  double score_mean = -0.77;
+  double score_std = 2.08;
+  double threshold_z = 0.2533;
+  bool reasoning_precheck = true;
   std::string scorer = "logprob";
-  std::string reward_endpoint;
+  std::string scorer_url;
+  double scorer_timeout_s = 60;
+  int64_t scorer_retries = 3;
+  std::string prompts_dir;
+  int64_t judge_max_new_tokens = 256;
   std::vector<std::string> stop;
   int64_t seed = 0;
 
   template <class V>
   void visit_fields(V& v) {
     v.field("strategy", strategy, "greedy | sample | best_of_n | stage_beam | swires");
-    v.field("max_new_tokens", max_new_tokens, "generation budget per answer, in tokens");
-    v.field("temperature", temperature, "sampling temperature (sampling strategies only)");
+    v.field("max_new_tokens", max_new_tokens, "generation budget of one call (a whole answer, or one stage in stage search)");
+    v.field("temperature", temperature, "sampling temperature (sample, best_of_n, stage_beam, swires)");
     v.field("top_k", top_k, "top-k filter (0 = off)");
     v.field("top_p", top_p, "nucleus filter (1 = off)");
-    v.field("repetition_penalty", repetition_penalty, "repetition penalty (1 = off)");
-    v.field("candidates", candidates, "candidates per stage (M) or per answer (best_of_n)");
-    v.field("keep", keep, "candidates kept per stage (N, swires)");
-    v.field("max_retraces", max_retraces, "retraces before giving up (C, swires)");
-    v.field("retrace_threshold", retrace_threshold, "score the second-best reasoning must exceed (swires)");
-    v.field("scorer", scorer, "candidate scorer: self_verify | pairwise | reward_endpoint | logprob");
-    v.field("reward_endpoint", reward_endpoint, "URL of an external reward model (scorer = reward_endpoint)");
+    v.field("repetition_penalty", repetition_penalty, "repetition penalty over prompt and generated tokens (1 = off)");
+    v.field("candidates", candidates, "candidates per stage (M: stage_beam, swires) or full answers (best_of_n)");
+    v.field("keep", keep, "captions kept per round, each expanded into candidates/keep reasonings (N, swires)");
+    v.field("max_retraces", max_retraces, "retraces to the caption stage before giving up (C, swires; the released code uses 4)");
+    v.field("conclusions", conclusions, "top pooled reasonings that get a conclusion (swires; the released code uses 3)");
+    v.field("score_mean", score_mean, "mean reasoning-stage score of the scorer (llavacot generate --calibrate measures it)");
+    v.field("score_std", score_std, "standard deviation of the reasoning-stage score");
+    v.field("threshold_z", threshold_z,
+            "swires stops retracing once the second-best pooled reasoning scores above score_mean + threshold_z * score_std");
+    v.field("reasoning_precheck", reasoning_precheck,
+            "stage_beam: a text-only correctness check of both reasonings before the pairwise judge");
+    v.field("scorer", scorer, "candidate scorer: logprob | self_verify | pairwise | http");
+    v.field("scorer_url", scorer_url, "URL of an external reward model speaking the protocol of docs/decoding.md (scorer = http)");
+    v.field("scorer_timeout_s", scorer_timeout_s, "seconds one http scorer request may take");
+    v.field("scorer_retries", scorer_retries, "retries of a failed http scorer request (with backoff)");
+    v.field("prompts_dir", prompts_dir, "folder of judge and verifier prompt templates (empty = configs/decode/prompts)");
+    v.field("judge_max_new_tokens", judge_max_new_tokens, "generation budget of one pairwise judgement");
     v.field("stop", stop, "extra stop strings");
     v.field("seed", seed, "sampler seed; each request's seed derives from it");
   }

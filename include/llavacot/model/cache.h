@@ -37,6 +37,9 @@ class KvCache {
   void end_step();
   /// Keeps rows `index` (int64, any length, repeats allowed): fork, prune and reorder in one call.
   void select_rows(const torch::Tensor& index);
+  /// A cache of the rows `picks` = (cache, row) taken from several caches of the same layers (their keys and
+  /// values copied, never recomputed); shorter caches' rows get invalid slots at the end.
+  static KvCache gather(const std::vector<std::pair<const KvCache*, int64_t>>& picks);
   /// Bytes held by the key/value storage.
   int64_t bytes() const;
 
@@ -69,6 +72,10 @@ class CrossKv {
 
   void select_rows(const std::vector<int64_t>& index);
   int64_t bytes() const;
+  /// True when both hold the same image entries (the same tensors, not copies).
+  bool shares_images_with(const CrossKv& other) const;
+  /// The rows `picks` of caches that share their image entries.
+  static CrossKv gather(const std::vector<std::pair<const CrossKv*, int64_t>>& picks);
 
  private:
   std::map<int64_t, std::pair<torch::Tensor, torch::Tensor>> kv_;  // [E, Hkv, Lv, D] each
@@ -82,6 +89,8 @@ struct GenerationCache {
   int64_t rows() const { return self.rows(); }
   /// Keeps rows `index` (fork/prune/reorder) in both caches.
   void select_rows(const std::vector<int64_t>& index);
+  /// Rows taken from several caches (fork and merge in one call); see KvCache::gather and CrossKv::gather.
+  static GenerationCache gather(const std::vector<std::pair<const GenerationCache*, int64_t>>& picks);
 };
 
 }  // namespace llavacot::model

@@ -47,4 +47,11 @@ struct SaveOptions {
 std::vector<std::string> save_pretrained(const MllamaForConditionalGeneration& model, const std::string& dir,
                                          const SaveOptions& options = {});
 
+/// The tokenizer file a model config uses: model.tokenizer, else tokenizer.json beside model.weights or in the
+/// model.preset directory. ConfigError when none exists.
+std::string tokenizer_path_for(const ModelConfig& config);
+
+/// run.device: auto (CUDA when available) | cpu | cuda | cuda:N.
+torch::Device device_for(const std::string& name);
+
 }  // namespace llavacot::model

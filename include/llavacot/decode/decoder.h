@@ -1,0 +1,62 @@
+// Answering questions from a config: the model and tokenizer a `model:` section names, the strategy and scorer
+// of `decode:`, per-question accounting; and calibration of a scorer's reasoning-stage score distribution (the
+// SWIRES threshold is mean + z * std of it).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llavacot/config/config.h"
+#include "llavacot/decode/engine.h"
+#include "llavacot/decode/policy.h"
+#include "llavacot/decode/strategy.h"
+
+namespace llavacot::decode {
+
+/// One answered question.
+struct Answer {
+  std::string text;        // the whole generated answer
+  std::string conclusion;  // the <CONCLUSION> span, or the tail after the last stage when it is missing
+  std::string strategy;
+  SearchResult search;
+  Counters counters;       // work done for this question (seconds = wall time)
+};
+
+class Decoder {
+ public:
+  /// Loads the model (model.preset/weights/dtype on run.device) and tokenizer, and builds the strategy and
+  /// scorer of `config.decode`.
+  explicit Decoder(const Config& config);
+  /// A decoder on an existing engine (tests, benchmarks).
+  Decoder(std::shared_ptr<Engine> engine, const DecodeConfig& decode);
+
+  Answer answer(const Question& question, const EventFn& events = {}, const StreamFn& stream = {});
+  Engine& engine() { return *engine_; }
+  const DecodeConfig& settings() const { return decode_; }
+  Scorer* scorer() { return scorer_.get(); }
+
+ private:
+  void build(const DecodeConfig& decode);
+  std::shared_ptr<Engine> engine_;
+  DecodeConfig decode_;
+  std::shared_ptr<Scorer> scorer_;
+  std::unique_ptr<Strategy> strategy_;
+};
+
+/// Questions from a JSONL file: one object per line with "question" (or "prompt") and optional "image"
+/// (resolved against the file's folder) and "hint". Errors name FILE:LINE and the field.
+std::vector<Question> read_questions(const std::string& path);
+
+struct Calibration {
+  int64_t questions = 0;
+  std::vector<double> scores;  // every reasoning-stage score
+  double mean = 0, std = 0;
+};
+
+/// For each question: one sampled summary, `decode.candidates` captions and one reasoning each (as SWIRES's first
+/// round does), the reasonings scored by the decoder's scorer. `progress` is called after each question.
+Calibration calibrate(Decoder& decoder, const std::vector<Question>& questions,
+                      const std::function<void(int64_t done, int64_t total)>& progress = {});
+
+}  // namespace llavacot::decode

@@ -1,0 +1,94 @@
+// What search strategies see of the model: a tree of text prefixes (nodes) grown by batched expansions, plus
+// the side questions a judge asks. EnginePolicy implements it on the generation engine; tests script it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llavacot/decode/engine.h"
+
+namespace llavacot::decode {
+
+/// The question being answered.
+struct Question {
+  std::string text;        // the user prompt (benchmark prompts already hold hints and options)
+  std::string hint;        // optional: shown to judges as a hint about the question
+  std::string image_path;  // optional: the image file
+};
+
+/// A node of the search tree: the prompt plus the text generated along its path.
+using Node = int64_t;
+
+/// What the last expansion that produced a node generated.
+struct Piece {
+  std::string text;           // this expansion's text
+  int64_t tokens = 0;
+  double mean_logprob = 0;    // of this expansion's tokens
+  double path_logprob = 0;    // sum over the whole path from the root
+  int64_t path_tokens = 0;
+  Finish finish = Finish::kLength;
+  bool ended() const { return finish == Finish::kEos; }  // the model ended its answer: nothing more will come
+};
+
+/// Sampling settings for expansions and judge generations.
+struct PolicySettings {
+  SamplingParams sampling;            // for sampled expansions; the seed is a base, each request derives its own
+  int64_t max_new_tokens = 2048;      // per expansion
+  int64_t judge_max_new_tokens = 256;
+  std::vector<std::string> stop;      // extra stop strings for every expansion
+};
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  virtual const Question& question() const = 0;
+  /// The node of the bare prompt.
+  virtual Node root() = 0;
+  /// One continuation per entry of `parents` (repeat a parent for several), generated as one batch, each
+  /// ending at `stop` (empty: at eos or the budget). Parents whose generation has ended are returned as they
+  /// are (a budget-limited one is continued). `sample` = false decodes greedily.
+  virtual std::vector<Node> expand(const std::vector<Node>& parents, const std::string& stop, bool sample) = 0;
+  /// Everything generated from the root to `node`.
+  virtual std::string text(Node node) const = 0;
+  virtual const Piece& piece(Node node) const = 0;
+  /// Free-form answers to new conversations about the same question (judge prompts), as one batch; with
+  /// `with_image` each prompt shows the question's image.
+  virtual std::vector<std::string> ask(const std::vector<std::string>& prompts, bool with_image) = 0;
+  /// For each prompt (a new conversation showing the image, then `assistant_prefix` in the answer),
+  /// log p(yes) - log p(no) of the next token, from one forward pass over the batch.
+  virtual std::vector<double> log_odds(const std::vector<std::string>& prompts, const std::string& assistant_prefix,
+                                       const std::string& yes, const std::string& no) = 0;
+  virtual Counters& counters() = 0;
+};
+
+/// A Policy on the generation engine: the question's image is encoded once and shared by every node and
+/// judge prompt; each expansion forks its parents' caches and decodes the children as one batch.
+class EnginePolicy : public Policy {
+ public:
+  EnginePolicy(Engine& engine, Question question, PolicySettings settings, const StreamFn& stream = {});
+  ~EnginePolicy() override;
+  const Question& question() const override { return question_; }
+  Node root() override;
+  std::vector<Node> expand(const std::vector<Node>& parents, const std::string& stop, bool sample) override;
+  std::string text(Node node) const override;
+  const Piece& piece(Node node) const override;
+  std::vector<std::string> ask(const std::vector<std::string>& prompts, bool with_image) override;
+  std::vector<double> log_odds(const std::vector<std::string>& prompts, const std::string& assistant_prefix,
+                               const std::string& yes, const std::string& no) override;
+  Counters& counters() override { return engine_.counters(); }
+
+  /// Builds the chat prompt for `user_text` (image first when `with_image`), with the assistant header.
+  Prompt make_prompt(const std::string& user_text, bool with_image, const std::string& assistant_prefix = "") const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Engine& engine_;
+  Question question_;
+  PolicySettings settings_;
+  StreamFn stream_;
+};
+
+}  // namespace llavacot::decode

@@ -1,0 +1,28 @@
+// Judge and verifier prompt templates: our own texts under configs/decode/prompts/, compiled in as defaults and
+// replaceable per file from decode.prompts_dir. Placeholders: {question}, {hint}, {response1}, {response2},
+// {candidate}, {caption}, {reasoning}.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace llavacot::decode {
+
+class PromptTemplates {
+ public:
+  /// The built-in templates, each replaced by `dir`/NAME.txt when that file exists (dir may be empty).
+  static PromptTemplates load(const std::string& dir);
+  /// Names of the templates the strategies use.
+  static const std::vector<std::string>& names();
+  const std::string& get(const std::string& name) const;
+  /// The template with each {key} replaced; an unknown {key} in the template is left as it is.
+  std::string render(const std::string& name, const std::map<std::string, std::string>& values) const;
+  /// Where each template came from ("built-in" or a path).
+  const std::map<std::string, std::string>& sources() const { return sources_; }
+
+ private:
+  std::map<std::string, std::string> text_, sources_;
+};
+
+}  // namespace llavacot::decode

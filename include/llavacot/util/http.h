@@ -1,0 +1,27 @@
+// A small HTTP(S) client for JSON services (the http scorer, OpenAI-compatible judges): POST with a deadline,
+// retries with exponential backoff on connection failures, timeouts, 429 and 5xx, and errors that name the URL
+// and what went wrong but never a request header (API keys travel there).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace llavacot::http {
+
+struct Options {
+  double timeout_s = 60;                // whole request, connection included
+  int retries = 3;                      // extra attempts after the first
+  double backoff_s = 0.5;               // wait before retry k: backoff_s * 2^k
+  std::vector<std::string> headers;     // "Name: value" lines, never logged
+};
+
+struct Response {
+  long status = 0;
+  std::string body;
+};
+
+/// POSTs `body` as application/json to `url` (http:// or https://). Returns the first 2xx response or any 4xx
+/// other than 429 (the caller decides what a 4xx means); throws IoError after the last failed attempt.
+Response post_json(const std::string& url, const std::string& body, const Options& options);
+
+}  // namespace llavacot::http

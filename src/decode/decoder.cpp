@@ -1,0 +1,127 @@
+#include "llavacot/decode/decoder.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "llavacot/model/checkpoint.h"
+#include "llavacot/util/error.h"
+#include "llavacot/util/log.h"
+
+namespace llavacot::decode {
+
+namespace stdfs = std::filesystem;
+
+Decoder::Decoder(const Config& cfg) {
+  const auto shapes = model::load_preset(cfg.model.preset);
+  const auto tokenizer_path = model::tokenizer_path_for(cfg.model);
+  std::shared_ptr<const text::Tokenizer> tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);
+  LLAVACOT_CHECK(tok->special_ids().image == shapes.image_token_index, ConfigError, "tokenizer ", tokenizer_path,
+                 " has <|image|> at ", tok->special_ids().image, " but the model expects ", shapes.image_token_index);
+  LLAVACOT_CHECK(tok->vocab_size() <= shapes.text.vocab_size + 8, ConfigError, "tokenizer ", tokenizer_path, " has ",
+                 tok->vocab_size(), " ids but the model's embedding has ", shapes.text.vocab_size + 8, " rows");
+  auto m = model::build_model(cfg.model, static_cast<uint64_t>(cfg.run.seed), model::device_for(cfg.run.device));
+  m->eval();
+  if (cfg.model.weights.empty())
+    LOG_WARN("decode", "model.weights is empty: decoding with randomly initialised weights (seed ", cfg.run.seed, ")");
+  engine_ = std::make_shared<Engine>(m, tok);
+  build(cfg.decode);
+}
+
+Decoder::Decoder(std::shared_ptr<Engine> engine, const DecodeConfig& decode) : engine_(std::move(engine)) { build(decode); }
+
+void Decoder::build(const DecodeConfig& decode) {
+  decode_ = decode;
+  const auto settings = search_settings(decode);
+  if (settings.strategy != "greedy" && settings.strategy != "sample") scorer_ = make_scorer(decode);
+  strategy_ = make_strategy(settings, scorer_);
+}
+
+Answer Decoder::answer(const Question& q, const EventFn& events, const StreamFn& stream) {
+  const Counters before = engine_->counters();
+  const auto start = std::chrono::steady_clock::now();
+  EnginePolicy policy(*engine_, q, policy_settings(decode_), stream);
+  Answer a;
+  a.search = strategy_->run(policy, events);
+  a.text = a.search.text;
+  a.conclusion = conclusion_or_tail(a.text);
+  a.strategy = strategy_->name();
+  const Counters& after = engine_->counters();
+  a.counters.prefill_tokens = after.prefill_tokens - before.prefill_tokens;
+  a.counters.generated_tokens = after.generated_tokens - before.generated_tokens;
+  a.counters.forced_tokens = after.forced_tokens - before.forced_tokens;
+  a.counters.forward_passes = after.forward_passes - before.forward_passes;
+  a.counters.images_encoded = after.images_encoded - before.images_encoded;
+  a.counters.judge_calls = after.judge_calls - before.judge_calls;
+  a.counters.scorer_calls = after.scorer_calls - before.scorer_calls;
+  a.counters.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return a;
+}
+
+std::vector<Question> read_questions(const std::string& path) {
+  std::ifstream in(path);
+  LLAVACOT_CHECK(in, IoError, "cannot open questions file ", path);
+  const auto base = stdfs::path(path).parent_path();
+  std::vector<Question> out;
+  std::string line;
+  int64_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw FormatError(str_cat(path, ":", lineno, ": not JSON (", e.what(), ")"));
+    }
+    LLAVACOT_CHECK(j.is_object(), FormatError, path, ":", lineno, ": expected a JSON object");
+    Question q;
+    const char* key = j.contains("question") ? "question" : "prompt";
+    LLAVACOT_CHECK(j.contains(key) && j[key].is_string() && !j[key].get<std::string>().empty(), FormatError, path, ":",
+                   lineno, ": field \"question\" must be a non-empty string");
+    q.text = j[key].get<std::string>();
+    if (j.contains("hint") && !j["hint"].is_null()) {
+      LLAVACOT_CHECK(j["hint"].is_string(), FormatError, path, ":", lineno, ": field \"hint\" must be a string");
+      q.hint = j["hint"].get<std::string>();
+    }
+    if (j.contains("image") && !j["image"].is_null()) {
+      LLAVACOT_CHECK(j["image"].is_string(), FormatError, path, ":", lineno, ": field \"image\" must be a string");
+      stdfs::path image = j["image"].get<std::string>();
+      if (image.is_relative()) image = base / image;
+      LLAVACOT_CHECK(stdfs::exists(image), IoError, path, ":", lineno, ": image ", image.string(), " does not exist");
+      q.image_path = image.string();
+    }
+    out.push_back(std::move(q));
+  }
+  LLAVACOT_CHECK(!out.empty(), FormatError, path, ": no questions");
+  return out;
+}
+
+Calibration calibrate(Decoder& decoder, const std::vector<Question>& questions,
+                      const std::function<void(int64_t, int64_t)>& progress) {
+  LLAVACOT_CHECK(decoder.scorer() != nullptr && decoder.scorer()->scalar(), ConfigError,
+                 "calibration needs a scalar scorer (decode.scorer: logprob, self_verify or http) and a search strategy");
+  Calibration c;
+  const auto m = static_cast<size_t>(decoder.settings().candidates);
+  for (const auto& q : questions) {
+    EnginePolicy policy(decoder.engine(), q, policy_settings(decoder.settings()));
+    const Node summary = policy.expand({policy.root()}, close_tag(Stage::kSummary), true).front();
+    auto caps = policy.expand(std::vector<Node>(m, summary), close_tag(Stage::kCaption), true);
+    auto reasonings = policy.expand(caps, close_tag(Stage::kReasoning), true);
+    for (double s : decoder.scorer()->score(policy, reasonings, ScoreTarget{Stage::kReasoning, false})) c.scores.push_back(s);
+    c.questions += 1;
+    if (progress) progress(c.questions, static_cast<int64_t>(questions.size()));
+  }
+  double sum = 0, sq = 0;
+  for (double s : c.scores) sum += s;
+  c.mean = sum / static_cast<double>(c.scores.size());
+  for (double s : c.scores) sq += (s - c.mean) * (s - c.mean);
+  c.std = c.scores.size() > 1 ? std::sqrt(sq / static_cast<double>(c.scores.size() - 1)) : 0.0;
+  return c;
+}
+
+}  // namespace llavacot::decode

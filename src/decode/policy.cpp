@@ -1,0 +1,200 @@
+#include "llavacot/decode/policy.h"
+
+#include "llavacot/text/chat_format.h"
+#include "llavacot/util/error.h"
+#include "llavacot/vision/image.h"
+#include "llavacot/vision/image_processor.h"
+
+namespace llavacot::decode {
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+struct EnginePolicy::Impl {
+  struct NodeInfo {
+    size_t set = 0;
+    int64_t row = 0;
+    Piece piece;
+    std::string text;
+  };
+  std::unique_ptr<text::ChatFormat> chat;
+  bool have_image = false;
+  torch::Tensor pixel_values, aspect_ratio_ids, aspect_ratio_mask;
+  int64_t num_tiles = 0, max_tiles = 0;
+  std::vector<std::unique_ptr<RowSet>> sets;
+  std::vector<NodeInfo> nodes;
+  uint64_t requests = 0;
+
+  const NodeInfo& node(Node n) const {
+    LLAVACOT_CHECK(n >= 0 && n < static_cast<Node>(nodes.size()), UsageError, "no search node ", n);
+    return nodes[static_cast<size_t>(n)];
+  }
+};
+
+EnginePolicy::EnginePolicy(Engine& engine, Question question, PolicySettings settings, const StreamFn& stream)
+    : impl_(std::make_unique<Impl>()), engine_(engine), question_(std::move(question)), settings_(std::move(settings)),
+      stream_(stream) {
+  impl_->chat = std::make_unique<text::ChatFormat>(engine_.tokenizer());
+  if (!question_.image_path.empty()) {
+    const auto& v = engine_.model()->config.vision;
+    vision::ImageProcessorConfig pc;
+    pc.tile_size = v.image_size;
+    pc.max_tiles = v.max_num_tiles;
+    pc.aspect_ratios = v.supported_aspect_ratios;
+    vision::ImageProcessor processor(pc);
+    std::vector<std::vector<int64_t>> tiles;
+    processor.process_batch({{vision::decode_image_file(question_.image_path)}}, impl_->pixel_values,
+                            impl_->aspect_ratio_ids, impl_->aspect_ratio_mask, &tiles);
+    impl_->num_tiles = tiles.at(0).at(0);
+    impl_->max_tiles = v.max_num_tiles;
+    impl_->have_image = true;
+  }
+}
+
+EnginePolicy::~EnginePolicy() = default;
+
+Prompt EnginePolicy::make_prompt(const std::string& user_text, bool with_image, const std::string& assistant_prefix) const {
+  LLAVACOT_CHECK(!with_image || impl_->have_image, UsageError, "the question has no image");
+  text::Message user{"user", {}};
+  if (with_image) user.content.push_back(text::ContentPart::image());
+  user.content.push_back(text::ContentPart::from_text(user_text));
+  auto rendered = impl_->chat->render({user}, /*add_generation_prompt=*/true);
+  Prompt p;
+  p.ids.assign(rendered.ids.begin(), rendered.ids.end());
+  if (!assistant_prefix.empty())
+    for (auto id : engine_.tokenizer().encode(assistant_prefix)) p.ids.push_back(id);
+  if (with_image) {
+    std::vector<int32_t> ids32(p.ids.begin(), p.ids.end());
+    p.cross_attention_mask = vision::cross_attention_mask({ids32}, {{impl_->num_tiles}},
+                                                          engine_.model()->config.image_token_index, impl_->max_tiles, 1);
+  }
+  return p;
+}
+
+Node EnginePolicy::root() {
+  if (!impl_->nodes.empty()) return 0;
+  Prompt p = make_prompt(question_.text, impl_->have_image);
+  if (impl_->have_image) {
+    p.pixel_values = impl_->pixel_values;
+    p.aspect_ratio_ids = impl_->aspect_ratio_ids;
+    p.aspect_ratio_mask = impl_->aspect_ratio_mask;
+  }
+  impl_->sets.push_back(std::make_unique<RowSet>(engine_.prefill({p})));
+  Impl::NodeInfo n;
+  n.piece.finish = Finish::kStopString;  // the prompt can be continued
+  impl_->nodes.push_back(n);
+  return 0;
+}
+
+std::vector<Node> EnginePolicy::expand(const std::vector<Node>& parents, const std::string& stop, bool sample) {
+  root();
+  std::vector<Node> out(parents.size());
+  std::vector<std::pair<const RowSet*, int64_t>> picks;
+  std::vector<size_t> live;
+  for (size_t i = 0; i < parents.size(); ++i) {
+    const auto& p = impl_->node(parents[i]);
+    if (p.piece.ended()) {
+      out[i] = parents[i];
+      continue;
+    }
+    picks.emplace_back(impl_->sets[p.set].get(), p.row);
+    live.push_back(i);
+  }
+  if (live.empty()) return out;
+  auto rows = std::make_unique<RowSet>(Engine::select(picks));
+  std::vector<GenerateRequest> requests;
+  for (size_t i = 0; i < live.size(); ++i) {
+    GenerateRequest q;
+    if (sample) {
+      q.sampling = settings_.sampling;
+      q.sampling.seed = splitmix64(settings_.sampling.seed ^ splitmix64(++impl_->requests));
+    } else {
+      q.sampling = SamplingParams{};
+      q.sampling.repetition_penalty = settings_.sampling.repetition_penalty;
+    }
+    q.max_new_tokens = settings_.max_new_tokens;
+    if (!stop.empty()) q.stop_strings.push_back(stop);
+    for (const auto& s : settings_.stop) q.stop_strings.push_back(s);
+    requests.push_back(std::move(q));
+  }
+  StreamFn stream;
+  if (stream_ && live.size() == 1) stream = stream_;
+  auto gens = engine_.generate(*rows, requests, stream);
+  const size_t set = impl_->sets.size();
+  for (size_t i = 0; i < live.size(); ++i) {
+    const auto& parent = impl_->node(parents[live[i]]);
+    Impl::NodeInfo n;
+    n.set = set;
+    n.row = static_cast<int64_t>(i);
+    const auto& g = gens[i];
+    n.piece.text = g.text;
+    n.piece.tokens = static_cast<int64_t>(g.tokens.size());
+    n.piece.mean_logprob = g.mean_logprob();
+    n.piece.path_logprob = parent.piece.path_logprob + g.logprob_sum;
+    n.piece.path_tokens = parent.piece.path_tokens + n.piece.tokens;
+    n.piece.finish = g.finish;
+    const auto& ids = rows->ids(n.row);
+    const auto start = static_cast<size_t>(rows->prompt_length(n.row));
+    std::vector<text::TokenId> generated;
+    for (size_t k = start; k < ids.size(); ++k)  // ids past the tokenizer's (a padded lm_head) have no text
+      if (ids[k] < engine_.tokenizer().vocab_size()) generated.push_back(static_cast<text::TokenId>(ids[k]));
+    n.text = engine_.tokenizer().decode(generated, /*skip_special=*/true);
+    out[live[i]] = static_cast<Node>(impl_->nodes.size());
+    impl_->nodes.push_back(std::move(n));
+  }
+  impl_->sets.push_back(std::move(rows));
+  return out;
+}
+
+std::string EnginePolicy::text(Node node) const { return impl_->node(node).text; }
+
+const Piece& EnginePolicy::piece(Node node) const { return impl_->node(node).piece; }
+
+std::vector<std::string> EnginePolicy::ask(const std::vector<std::string>& prompts, bool with_image) {
+  LLAVACOT_CHECK(!prompts.empty(), UsageError, "ask: no prompts");
+  root();
+  with_image = with_image && impl_->have_image;
+  std::vector<Prompt> ps;
+  for (const auto& p : prompts) ps.push_back(make_prompt(p, with_image));
+  RowSet rows = engine_.prefill(ps, with_image ? impl_->sets.front().get() : nullptr, 0);
+  std::vector<GenerateRequest> requests;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GenerateRequest q;
+    q.sampling = settings_.sampling;
+    q.sampling.seed = splitmix64(settings_.sampling.seed ^ splitmix64(++impl_->requests));
+    q.max_new_tokens = settings_.judge_max_new_tokens;
+    requests.push_back(q);
+  }
+  auto gens = engine_.generate(rows, requests);
+  engine_.counters().judge_calls += static_cast<int64_t>(prompts.size());
+  std::vector<std::string> out;
+  for (auto& g : gens) out.push_back(std::move(g.text));
+  return out;
+}
+
+std::vector<double> EnginePolicy::log_odds(const std::vector<std::string>& prompts, const std::string& assistant_prefix,
+                                           const std::string& yes, const std::string& no) {
+  LLAVACOT_CHECK(!prompts.empty(), UsageError, "log_odds: no prompts");
+  root();
+  const auto yes_ids = engine_.tokenizer().encode(yes), no_ids = engine_.tokenizer().encode(no);
+  LLAVACOT_CHECK(!yes_ids.empty() && !no_ids.empty() && yes_ids.front() != no_ids.front(), UsageError,
+                 "the verdict words '", yes, "' and '", no, "' must start with different tokens");
+  std::vector<Prompt> ps;
+  for (const auto& p : prompts) ps.push_back(make_prompt(p, impl_->have_image, assistant_prefix));
+  RowSet rows = engine_.prefill(ps, impl_->have_image ? impl_->sets.front().get() : nullptr, 0);
+  auto lp = engine_.next_logprobs(rows);
+  std::vector<double> out;
+  for (int64_t r = 0; r < rows.size(); ++r)
+    out.push_back(lp[r][yes_ids.front()].item<double>() - lp[r][no_ids.front()].item<double>());
+  return out;
+}
+
+}  // namespace llavacot::decode
