@@ -268,6 +268,7 @@ void register_bench(CLI::App& app) {
     int threads = 0;
     bool quick = false, no_peer = false, worker = false;
     int nproc = 2;
+    int64_t steps = 32;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "measure ours against a peer in the same run; prints JSON and a table");
@@ -290,6 +291,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--presets", a->presets, "data benchmark: model presets (default tiny small)");
   cmd->add_option("--mb", a->megabytes, "corpus size in MB (default 12)");
   cmd->add_option("--threads", a->threads, "threads for the batch figures (0 = all cores)");
+  cmd->add_option("--steps", a->steps, "decode benchmark: new tokens per row (default 32)");
   cmd->add_option("--python", a->python, "Python interpreter with the peer packages");
   cmd->add_option("--out", a->out_dir, "folder for the generated corpus");
   cmd->callback([a] {
@@ -318,6 +320,7 @@ void register_bench(CLI::App& app) {
       BenchDecodeArgs d;
       d.preset = a->preset, d.python = a->python, d.out_dir = a->out_dir, d.quick = a->quick, d.no_peer = a->no_peer;
       d.threads = a->threads > 0 ? a->threads : 1;
+      d.steps = a->steps;
       bench_decode(d);
     } else if (a->what == "data") {
       BenchDataArgs d;

@@ -80,6 +80,7 @@ struct BenchDecodeArgs {
   std::string preset = "small", python = "python3", out_dir = "runs/bench";
   int threads = 1;
   int64_t steps = 32, prompt = 64, candidates = 4;
+  double logit_scale = 8;  // lm_head scale of the random model (peaked next-token distributions)
   std::vector<int64_t> rows{1, 4, 16};
   int iters = 2;
   bool quick = false, no_peer = false;

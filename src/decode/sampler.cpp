@@ -22,38 +22,68 @@ void apply_repetition_penalty(torch::Tensor& logits, const std::vector<int64_t>&
   logits.index_copy_(0, index, picked);
 }
 
-torch::Tensor process_logits(const torch::Tensor& raw, const std::vector<int64_t>& seen, const SamplingParams& p) {
-  LLAVACOT_CHECK(raw.dim() == 1, UsageError, "process_logits expects one row [V], got ", raw.sizes());
+namespace {
+
+// The tokens sampling may draw after penalty, temperature, top-k and top-p: their (scaled) logits and ids,
+// most likely first. Greedy parameters give the penalised logits of every id, unsorted.
+std::pair<torch::Tensor, torch::Tensor> candidates(const torch::Tensor& raw, const std::vector<int64_t>& seen,
+                                                   const SamplingParams& p) {
+  LLAVACOT_CHECK(raw.dim() == 1, UsageError, "the sampler expects one row [V], got ", raw.sizes());
   auto logits = raw.to(torch::kCPU, torch::kFloat32).clone();
   apply_repetition_penalty(logits, seen, p.repetition_penalty);
-  if (p.greedy()) return logits;
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  if (p.temperature != 1.0) logits.div_(p.temperature);
   const int64_t v = logits.size(0);
-  if (p.top_k > 0 && p.top_k < v) {
-    auto kth = std::get<0>(logits.topk(p.top_k)).min();
-    logits.masked_fill_(logits < kth, neg_inf);
+  if (p.greedy()) return {logits, torch::arange(v, torch::kInt64)};
+  if (p.temperature != 1.0) logits.div_(p.temperature);
+  // Trained models put the mass on few tokens, so the top k are examined first (k doubling) and the whole
+  // vocabulary is sorted only when they do not hold what top-k / top-p keep.
+  int64_t k = p.top_k > 0 ? std::min(p.top_k, v) : v;
+  if (p.top_p >= 1.0) {
+    if (k == v) return {logits, torch::arange(v, torch::kInt64)};
+    auto [top, order] = logits.topk(k);
+    // Ties with the k-th value are kept, as transformers' `< kth value` rule does.
+    auto keep = logits >= top[k - 1];
+    auto ids = keep.nonzero().squeeze(1);
+    return {logits.index_select(0, ids), ids};
   }
-  if (p.top_p < 1.0) {
-    // transformers' rule: sort ascending, drop the tokens whose cumulative probability stays <= 1 - top_p,
-    // always keeping the most likely one.
-    auto [sorted, order] = logits.sort(/*dim=*/0, /*descending=*/false);
-    auto cumulative = sorted.softmax(0).cumsum(0);
-    auto remove = cumulative <= (1.0 - p.top_p);
-    remove[v - 1] = false;
-    logits.index_put_({order.masked_select(remove)}, neg_inf);
+  const auto probs_all = logits.softmax(0);
+  const int64_t limit = k;
+  int64_t n = limit < v ? limit : std::min<int64_t>(64, limit);
+  for (;;) {
+    if (n * 4 > limit) n = limit;
+    auto [top, order] = probs_all.topk(n, /*dim=*/0, /*largest=*/true, /*sorted=*/true);
+    if (limit < v) top = top / top.sum();  // top-k came first: top-p sees the survivors' renormalised mass
+    // transformers' rule: in ascending order, drop the tokens whose cumulative probability stays <= 1 - top_p;
+    // in descending order, keep a token while the mass before it is < top_p (the most likely always stays).
+    auto before = top.cumsum(0) - top;
+    auto keep = before < p.top_p;
+    keep[0] = true;
+    if (n == limit || !keep[n - 1].item<bool>()) {
+      auto ids = order.masked_select(keep);
+      return {logits.index_select(0, ids), ids};
+    }
+    n *= 2;
   }
-  return logits;
+}
+
+}  // namespace
+
+torch::Tensor process_logits(const torch::Tensor& raw, const std::vector<int64_t>& seen, const SamplingParams& p) {
+  auto [values, ids] = candidates(raw, seen, p);
+  if (values.size(0) == raw.size(0) && p.greedy()) return values;
+  auto out = torch::full({raw.size(0)}, -std::numeric_limits<float>::infinity(), torch::kFloat32);
+  out.index_copy_(0, ids, values);
+  return out;
 }
 
 Sampler::Sampler(SamplingParams params)
     : params_(params), generator_(at::make_generator<at::CPUGeneratorImpl>(params.seed)) {}
 
 int64_t Sampler::next(const torch::Tensor& logits, const std::vector<int64_t>& seen) {
-  auto processed = process_logits(logits, seen, params_);
-  if (params_.greedy()) return processed.argmax().item<int64_t>();
-  auto probs = processed.softmax(0);
-  return torch::multinomial(probs, 1, /*replacement=*/false, generator_).item<int64_t>();
+  auto [values, ids] = candidates(logits, seen, params_);
+  if (params_.greedy()) return values.argmax().item<int64_t>();
+  if (values.size(0) == 1) return ids[0].item<int64_t>();
+  auto probs = values.softmax(0);
+  return ids[torch::multinomial(probs, 1, /*replacement=*/false, generator_).item<int64_t>()].item<int64_t>();
 }
 
 }  // namespace llavacot::decode

@@ -4,6 +4,8 @@
 // scorer against a stub server on loopback.
 #include <catch2/catch.hpp>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -160,6 +162,35 @@ TEST_CASE("samplers: greedy, temperature, top-k, top-p and repetition penalty as
   CHECK(torch::isinf(pp).sum().item<int64_t>() == 4);
   topp.top_p = 0.9;  // 0.63 + 0.23 = 0.86 < 0.9: a third token is needed
   CHECK(torch::isinf(process_logits(logits, {}, topp)).sum().item<int64_t>() == 2);
+
+  // The top-k-first search keeps exactly the tokens transformers' full-sort rule keeps, on peaked and flat
+  // distributions over a large vocabulary.
+  for (double scale : {0.1, 1.0, 4.0, 12.0}) {
+    for (double top_p : {0.3, 0.9, 0.99}) {
+      INFO("scale " << scale << " top_p " << top_p);
+      auto big = torch::randn({5000}, at::make_generator<at::CPUGeneratorImpl>(3)) * scale;
+      SamplingParams sp;
+      sp.temperature = 1;
+      sp.top_p = top_p;
+      auto ours = torch::isfinite(process_logits(big, {}, sp));
+      auto [sorted, order] = big.sort(0, false);
+      auto remove = sorted.softmax(0).cumsum(0) <= (1.0 - top_p);
+      remove[-1] = false;
+      auto expected = torch::ones({5000}, torch::kBool);
+      expected.index_put_({order.masked_select(remove)}, false);
+      CHECK(torch::equal(ours, expected));
+    }
+  }
+
+  // top-k then top-p: top-p works on the mass renormalised over the top-k survivors.
+  SamplingParams both;
+  both.temperature = 1;
+  both.top_k = 3;
+  both.top_p = 0.8;  // of tokens 1, 2, 0 (renormalised ~0.67, 0.24, 0.09): 1 and 2 stay
+  auto pb = process_logits(logits, {}, both);
+  CHECK(std::isfinite(pb[1].item<float>()));
+  CHECK(std::isfinite(pb[2].item<float>()));
+  CHECK(torch::isinf(pb).sum().item<int64_t>() == 3);
 
   SamplingParams hot;
   hot.temperature = 0.5;
@@ -333,23 +364,29 @@ TEST_CASE("engine: stop strings across tokens, eos and the budget end rows", "[d
   const auto& tok = *demo_tokenizer();
   std::vector<std::string> texts;
   for (auto id : free_run.tokens) texts.push_back(tok.decode({static_cast<text::TokenId>(id)}, true));
-  size_t k = 1;
-  while (k + 1 < texts.size() && (texts[k].size() < 2 || texts[k + 1].empty())) ++k;
-  REQUIRE(k + 1 < texts.size());
-  std::string before;
-  for (size_t i = 0; i < k; ++i) before += texts[i];
-  const std::string stop = texts[k].substr(texts[k].size() - 1) + texts[k + 1].substr(0, 1);
-  if (before.find(stop) == std::string::npos && (before + texts[k]).find(stop) == std::string::npos) {
-    auto again = t.engine->prefill({p});
-    auto q = greedy_request(24);
-    q.stop_strings = {stop};
-    auto g = t.engine->generate(again, {q}).at(0);
-    CHECK(g.finish == Finish::kStopString);
-    CHECK(g.stop == stop);
-    CHECK(g.tokens.size() == k + 2);
-    CHECK(g.text.size() >= stop.size());
-    CHECK(g.text.substr(g.text.size() - stop.size()) == stop);
+  // The first neighbours whose joint string does not occur earlier in the text.
+  size_t k = 0;
+  std::string stop;
+  for (size_t i = 1; i + 1 < texts.size() && stop.empty(); ++i) {
+    if (texts[i].size() < 2 || texts[i + 1].empty()) continue;
+    std::string before;
+    for (size_t j = 0; j <= i; ++j) before += texts[j];
+    const std::string candidate = texts[i].substr(texts[i].size() - 1) + texts[i + 1].substr(0, 1);
+    if (before.find(candidate) == std::string::npos) {
+      stop = candidate;
+      k = i;
+    }
   }
+  REQUIRE_FALSE(stop.empty());
+  auto again = t.engine->prefill({p});
+  auto q0 = greedy_request(24);
+  q0.stop_strings = {"never appears", stop};
+  auto g = t.engine->generate(again, {q0}).at(0);
+  CHECK(g.finish == Finish::kStopString);
+  CHECK(g.stop == stop);
+  CHECK(g.tokens.size() == k + 2);  // ends with the token that completes the stop string
+  REQUIRE(g.text.size() >= stop.size());
+  CHECK(g.text.substr(g.text.size() - stop.size()) == stop);
   // eos: make the first greedy token an eos id.
   auto eos_rows = t.engine->prefill({p});
   t.engine->set_eos({free_run.tokens[0]});
