@@ -57,6 +57,8 @@ double peak_rss_mb() {
 }  // namespace
 
 void bench_decode(const BenchDecodeArgs& a) {
+  LLAVACOT_CHECK(a.steps >= 2 && a.prompt >= 2 && a.candidates >= 1 && !a.rows.empty(), UsageError,
+                 "bench decode needs --steps >= 2 (the first token's cost is measured apart)");
   const std::string out = a.out_dir + "/decode";
   fs::create_dirs(out);
   torch::set_num_threads(a.threads);

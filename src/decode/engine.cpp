@@ -272,7 +272,7 @@ std::vector<Generation> Engine::generate(RowSet& rows, const std::vector<Generat
         const size_t from = g.text.size();
         g.text += piece;
         std::string which;
-        const size_t end = find_stop(g.text, from, q.stop_strings, &which);
+        const size_t end = done ? std::string::npos : find_stop(g.text, from, q.stop_strings, &which);
         if (end != std::string::npos) {
           g.text.resize(end);
           g.stop = which;

@@ -55,8 +55,7 @@ const std::string& PromptTemplates::get(const std::string& name) const {
   return it->second;
 }
 
-std::string PromptTemplates::render(const std::string& name, const std::map<std::string, std::string>& values) const {
-  const std::string& t = get(name);
+std::string fill_placeholders(const std::string& t, const std::map<std::string, std::string>& values) {
   std::string out;
   out.reserve(t.size() + 256);
   size_t i = 0;
@@ -75,6 +74,10 @@ std::string PromptTemplates::render(const std::string& name, const std::map<std:
     out += t[i++];
   }
   return out;
+}
+
+std::string PromptTemplates::render(const std::string& name, const std::map<std::string, std::string>& values) const {
+  return fill_placeholders(get(name), values);
 }
 
 }  // namespace llavacot::decode

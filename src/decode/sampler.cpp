@@ -11,11 +11,14 @@ namespace llavacot::decode {
 
 void apply_repetition_penalty(torch::Tensor& logits, const std::vector<int64_t>& seen, double penalty) {
   if (penalty == 1.0 || seen.empty()) return;
-  std::vector<int64_t> ids(seen);
+  // Ids the logits have no entry for (<|image|> sits right past the mllama lm_head's rows) cannot be penalised.
+  const int64_t v = logits.size(0);
+  std::vector<int64_t> ids;
+  for (auto id : seen)
+    if (id >= 0 && id < v) ids.push_back(id);
+  if (ids.empty()) return;
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  const int64_t v = logits.size(0);
-  LLAVACOT_CHECK(ids.front() >= 0 && ids.back() < v, UsageError, "token id ", ids.back(), " outside the vocabulary of ", v);
   auto index = torch::tensor(ids, torch::kInt64);
   auto picked = logits.index_select(0, index);
   picked = torch::where(picked < 0, picked * penalty, picked / penalty);
@@ -45,13 +48,24 @@ std::pair<torch::Tensor, torch::Tensor> candidates(const torch::Tensor& raw, con
     auto ids = keep.nonzero().squeeze(1);
     return {logits.index_select(0, ids), ids};
   }
+  if (k < v) {
+    // top-k first, ties with the k-th value kept (transformers' `< kth value` rule); top-p then sees the
+    // survivors' renormalised mass.
+    auto kth = std::get<0>(logits.topk(k))[k - 1];
+    auto survivors = (logits >= kth).nonzero().squeeze(1);
+    auto sub = logits.index_select(0, survivors);
+    auto [sorted, order] = sub.softmax(0).sort(/*dim=*/0, /*descending=*/true);
+    auto keep = (sorted.cumsum(0) - sorted) < p.top_p;
+    keep[0] = true;
+    auto ids = survivors.index_select(0, order.masked_select(keep));
+    return {logits.index_select(0, ids), ids};
+  }
   const auto probs_all = logits.softmax(0);
-  const int64_t limit = k;
-  int64_t n = limit < v ? limit : std::min<int64_t>(64, limit);
+  const int64_t limit = v;
+  int64_t n = std::min<int64_t>(64, limit);
   for (;;) {
     if (n * 4 > limit) n = limit;
     auto [top, order] = probs_all.topk(n, /*dim=*/0, /*largest=*/true, /*sorted=*/true);
-    if (limit < v) top = top / top.sum();  // top-k came first: top-p sees the survivors' renormalised mass
     // transformers' rule: in ascending order, drop the tokens whose cumulative probability stays <= 1 - top_p;
     // in descending order, keep a token while the mass before it is < top_p (the most likely always stays).
     auto before = top.cumsum(0) - top;

@@ -39,8 +39,10 @@ std::string open_tag(Stage stage) { return std::string("<") + stage_tag(stage) +
 std::string close_tag(Stage stage) { return std::string("</") + stage_tag(stage) + ">"; }
 
 bool ParsedStages::well_formed() const {
-  for (const auto& s : spans)
-    if (!s.found || !s.closed) return false;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (!spans[i].found || !spans[i].closed) return false;
+    if (i > 0 && spans[i].begin < spans[i - 1].begin) return false;
+  }
   return true;
 }
 
@@ -53,6 +55,7 @@ ParsedStages parse_stages(const std::string& text) {
     if (open_at[i] == std::string::npos) continue;
     auto& span = out.spans[i];
     span.found = true;
+    span.begin = open_at[i];
     const size_t begin = open_at[i] + open_tag(s).size();
     size_t end = text.find(close_tag(s), begin);
     // A closing tag counts only before the next opening tag: otherwise the model forgot to close this stage.

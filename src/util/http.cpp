@@ -14,19 +14,24 @@ namespace llavacot::http {
 
 namespace {
 
-size_t append_body(char* data, size_t size, size_t count, void* user) {
-  auto* out = static_cast<std::string*>(user);
-  constexpr size_t kLimit = size_t{64} << 20;  // no service of ours answers with more than 64 MiB
-  if (out->size() + size * count > kLimit) return 0;
-  out->append(data, size * count);
-  return size * count;
-}
+constexpr size_t kBodyLimit = size_t{64} << 20;  // no service of ours answers with more than 64 MiB
 
 struct Attempt {
   bool transport_ok = false;
+  bool too_large = false;
   std::string error;
   Response response;
 };
+
+size_t append_body(char* data, size_t size, size_t count, void* user) {
+  auto* a = static_cast<Attempt*>(user);
+  if (a->response.body.size() + size * count > kBodyLimit) {
+    a->too_large = true;
+    return 0;  // curl stops the transfer
+  }
+  a->response.body.append(data, size * count);
+  return size * count;
+}
 
 Attempt attempt(const std::string& url, const std::string& body, const Options& o) {
   static std::once_flag once;
@@ -49,7 +54,7 @@ Attempt attempt(const std::string& url, const std::string& body, const Options& 
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(std::ceil(o.timeout_s * 1000)));
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a.response.body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   const CURLcode rc = curl_easy_perform(curl);
   if (rc == CURLE_OK) {
@@ -84,6 +89,7 @@ Response post_json(const std::string& url, const std::string& body, const Option
       std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     }
     Attempt a = attempt(url, body, o);
+    if (a.too_large) throw IoError(str_cat("POST ", url, ": the reply exceeds ", kBodyLimit >> 20, " MiB"));
     if (!a.transport_ok) {
       last = a.error;
       continue;

@@ -23,7 +23,7 @@ struct Case {
   MllamaInputs in;
   int64_t prefix = 0;    // > 0: also decode step by step after the first `prefix` tokens
   int64_t generate = 0;  // > 0: also greedy generate() this many new tokens at most
-  std::vector<int64_t> eos;
+  std::vector<int64_t> eos = {};
 };
 using Cases = std::map<std::string, Case>;
 using Results = std::map<std::string, torch::Tensor>;

@@ -127,6 +127,10 @@ TEST_CASE("stage parsing copes with well-formed, missing, repeated and unclosed 
   CHECK(conclusion_or_tail("  just text ") == "just text");
   CHECK(conclusion_or_tail("<CONCLUSION>A</CONCLUSION>") == "A");
   CHECK(parse_stages("").spans[0].found == false);
+  // Every stage present and closed, but out of order: not well formed.
+  CHECK_FALSE(parse_stages("<CAPTION> c </CAPTION><SUMMARY> s </SUMMARY><REASONING> r </REASONING>"
+                           "<CONCLUSION> x </CONCLUSION>")
+                  .well_formed());
 }
 
 TEST_CASE("samplers: greedy, temperature, top-k, top-p and repetition penalty as transformers applies them",
@@ -182,6 +186,16 @@ TEST_CASE("samplers: greedy, temperature, top-k, top-p and repetition penalty as
     }
   }
 
+  // Ids past the logits (the image token) are not penalised, and do not fail.
+  auto with_image = logits.clone();
+  apply_repetition_penalty(with_image, {1, 5, 512}, 2.0);
+  CHECK(with_image[1].item<float>() == Approx(1.5f));
+  // top-k keeps ties with the k-th value, also when top-p follows.
+  SamplingParams tie;
+  tie.temperature = 1;
+  tie.top_k = 1;
+  tie.top_p = 0.99;
+  CHECK(torch::isinf(process_logits(torch::tensor({2.0f, 2.0f, 2.0f, 1.0f}), {}, tie)).sum().item<int64_t>() == 1);
   // top-k then top-p: top-p works on the mass renormalised over the top-k survivors.
   SamplingParams both;
   both.temperature = 1;
@@ -395,6 +409,29 @@ TEST_CASE("engine: stop strings across tokens, eos and the budget end rows", "[d
   auto e = t.engine->generate(eos_rows, {q}).at(0);
   CHECK(e.finish == Finish::kEos);
   CHECK(e.tokens.size() == 1);
+}
+
+TEST_CASE("engine: a repetition penalty over a prompt with an image token", "[decode]") {
+  auto t = tiny_engine();
+  const Prompt p = image_prompt(t.cfg, 81);
+  auto rows = t.engine->prefill({p});
+  auto q = greedy_request(8);
+  q.sampling.repetition_penalty = 1.3;
+  auto g = t.engine->generate(rows, {q}).at(0);
+  CHECK(g.tokens.size() == 8);
+  // Its first token is the argmax of the penalised logits of a full forward over the prompt (whose ids
+  // include the image token, past the logits' range).
+  torch::NoGradGuard no_grad;
+  model::MllamaInputs in;
+  in.input_ids = torch::tensor(p.ids, torch::kInt64).unsqueeze(0);
+  in.pixel_values = p.pixel_values;
+  in.aspect_ratio_ids = p.aspect_ratio_ids;
+  in.aspect_ratio_mask = p.aspect_ratio_mask;
+  in.cross_attention_mask = p.cross_attention_mask;
+  auto raw = t.engine->model()->forward(in).logits[0][-1];
+  SamplingParams pen;
+  pen.repetition_penalty = 1.3;
+  CHECK(g.tokens[0] == Sampler(pen).next(raw, p.ids));
 }
 
 TEST_CASE("engine: score-only log-probabilities equal those recorded while generating", "[decode]") {

@@ -46,10 +46,16 @@ struct Counters {
   Counters& operator+=(const Counters& other);
 };
 
-/// Rows held in one generation cache; each row is a prompt plus everything appended to it. Copyable (a copy
-/// shares tensors until either side is extended: use Engine::select to fork).
+/// Rows held in one generation cache; each row is a prompt plus everything appended to it. Move-only: the
+/// cache is written in place, so forks go through Engine::fork / Engine::select, which copy it.
 class RowSet {
  public:
+  RowSet() = default;
+  RowSet(RowSet&&) = default;
+  RowSet& operator=(RowSet&&) = default;
+  RowSet(const RowSet&) = delete;
+  RowSet& operator=(const RowSet&) = delete;
+
   int64_t size() const { return static_cast<int64_t>(ids_.size()); }
   /// Every token id of the row, prompt included.
   const std::vector<int64_t>& ids(int64_t row) const;

@@ -9,6 +9,9 @@
 
 namespace llavacot::decode {
 
+/// `text` with each {key} of `values` replaced; other braces are left as they are.
+std::string fill_placeholders(const std::string& text, const std::map<std::string, std::string>& values);
+
 class PromptTemplates {
  public:
   /// The built-in templates, each replaced by `dir`/NAME.txt when that file exists (dir may be empty).

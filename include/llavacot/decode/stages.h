@@ -24,6 +24,7 @@ struct StageSpan {
   bool found = false;   // the opening tag occurs
   bool closed = false;  // ... and its closing tag follows
   std::string text;     // trimmed content (to the closing tag, else to the next opening tag or the end)
+  size_t begin = 0;     // offset of the opening tag, when found
 };
 
 /// The stages of one answer. Rules: the first occurrence of an opening tag counts (later repeats are ignored);

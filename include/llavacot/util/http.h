@@ -11,7 +11,7 @@ namespace llavacot::http {
 struct Options {
   double timeout_s = 60;                // whole request, connection included
   int retries = 3;                      // extra attempts after the first
-  double backoff_s = 0.5;               // wait before retry k: backoff_s * 2^k
+  double backoff_s = 0.5;               // wait before retry k (1-based): backoff_s * 2^(k-1)
   std::vector<std::string> headers;     // "Name: value" lines, never logged
 };
 
