@@ -93,7 +93,7 @@ void register_generate(CLI::App& app) {
       return;
     }
     LLAVACOT_CHECK(!args->prompt.empty(), UsageError, "--prompt is required (or --calibrate FILE)");
-    decode::Question q{args->prompt, args->hint, args->image};
+    decode::Question q{args->prompt, args->hint, args->image, ""};
     if (!q.image_path.empty()) LLAVACOT_CHECK(std::filesystem::exists(q.image_path), IoError, "image ", q.image_path, " does not exist");
     decode::Decoder decoder(cfg);
     const bool single = cfg.decode.strategy == "greedy" || cfg.decode.strategy == "sample";

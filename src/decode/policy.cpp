@@ -43,7 +43,7 @@ EnginePolicy::EnginePolicy(Engine& engine, Question question, PolicySettings set
     : impl_(std::make_unique<Impl>()), engine_(engine), question_(std::move(question)), settings_(std::move(settings)),
       stream_(stream) {
   impl_->chat = std::make_unique<text::ChatFormat>(engine_.tokenizer());
-  if (!question_.image_path.empty()) {
+  if (question_.has_image()) {
     const auto& v = engine_.model()->config.vision;
     vision::ImageProcessorConfig pc;
     pc.tile_size = v.image_size;
@@ -51,7 +51,9 @@ EnginePolicy::EnginePolicy(Engine& engine, Question question, PolicySettings set
     pc.aspect_ratios = v.supported_aspect_ratios;
     vision::ImageProcessor processor(pc);
     std::vector<std::vector<int64_t>> tiles;
-    processor.process_batch({{vision::decode_image_file(question_.image_path)}}, impl_->pixel_values,
+    auto image = question_.image_path.empty() ? vision::decode_image_base64(question_.image_b64, "the question's image")
+                                              : vision::decode_image_file(question_.image_path);
+    processor.process_batch({{image}}, impl_->pixel_values,
                             impl_->aspect_ratio_ids, impl_->aspect_ratio_mask, &tiles);
     impl_->num_tiles = tiles.at(0).at(0);
     impl_->max_tiles = v.max_num_tiles;

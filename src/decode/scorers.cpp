@@ -140,7 +140,10 @@ std::vector<double> parse_http_scorer_reply(const std::string& body, size_t expe
 std::vector<double> HttpScorer::score(Policy& policy, const std::vector<Node>& nodes, ScoreTarget target) {
   if (nodes.empty()) return {};
   const Question& q = policy.question();
-  if (!q.image_path.empty() && image_for_ != q.image_path) {
+  if (!q.image_b64.empty()) {
+    image_b64_ = q.image_b64;
+    image_for_.clear();
+  } else if (!q.image_path.empty() && image_for_ != q.image_path) {
     image_b64_ = base64_encode(fs::read_file(q.image_path));
     image_for_ = q.image_path;
   }
@@ -150,7 +153,7 @@ std::vector<double> HttpScorer::score(Policy& policy, const std::vector<Node>& n
   o.timeout_s = options_.timeout_s;
   o.retries = options_.retries;
   o.backoff_s = options_.backoff_s;
-  const auto body = http_scorer_request(q, q.image_path.empty() ? "" : image_b64_, target, candidates);
+  const auto body = http_scorer_request(q, q.has_image() ? image_b64_ : "", target, candidates);
   const auto reply = http::post_json(options_.url, body, o);
   LLAVACOT_CHECK(reply.status >= 200 && reply.status < 300, IoError, "scorer at ", options_.url, " answered HTTP ",
                  reply.status, ": ", reply.body.substr(0, 200));

@@ -501,7 +501,7 @@ class FakePolicy : public Policy {
     std::string text;
     Piece piece;
   };
-  Question q_{"how many?", "", ""};
+  Question q_{"how many?", "", "", ""};
   std::vector<Entry> nodes_;
   std::map<std::string, int> counter_;
   Counters counters_;
@@ -651,7 +651,7 @@ TEST_CASE("every strategy runs end to end on the tiny model through EnginePolicy
       dc.score_mean = 100;  // never cleared: every retrace is used
       Decoder d(t.engine, dc);
       const auto before = t.engine->counters();
-      auto a = d.answer({"How many shapes are there?", "", image});
+      auto a = d.answer({"How many shapes are there?", "", image, ""});
       CHECK(a.counters.images_encoded == 1);
       CHECK(a.counters.generated_tokens > 0);
       CHECK(a.counters.forward_passes > 0);
@@ -753,7 +753,7 @@ TEST_CASE("http scorer: the protocol against a stub server (success, retries, ma
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
   }
   SECTION("request shape") {
-    auto body = http_scorer_request({"q?", "h", ""}, "", ScoreTarget{Stage::kReasoning, false}, {"a", "b"});
+    auto body = http_scorer_request({"q?", "h", "", ""}, "", ScoreTarget{Stage::kReasoning, false}, {"a", "b"});
     CHECK_THAT(body, Contains("\"stage\":\"reasoning\""));
     CHECK_THAT(body, Contains("\"candidates\":[\"a\",\"b\"]"));
     CHECK_THAT(body, Contains("\"image\":null"));

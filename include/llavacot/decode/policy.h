@@ -16,6 +16,8 @@ struct Question {
   std::string text;        // the user prompt (benchmark prompts already hold hints and options)
   std::string hint;        // optional: shown to judges as a hint about the question
   std::string image_path;  // optional: the image file
+  std::string image_b64;   // optional, instead of image_path: the image as base64 (benchmark TSVs hold them so)
+  bool has_image() const { return !image_path.empty() || !image_b64.empty(); }
 };
 
 /// A node of the search tree: the prompt plus the text generated along its path.

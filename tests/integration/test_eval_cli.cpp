@@ -1,0 +1,190 @@
+// `llavacot eval` end to end: the demo benchmarks decoded by a demo model (greedy and SWIRES), reports written,
+// resume after SIGKILL and after a truncated last line, and --score-only on our predictions and on a
+// VLMEvalKit-style prediction table.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <map>
+#include <set>
+
+#include "support/support.h"
+
+using namespace llavacot;
+using Catch::Matchers::Contains;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+struct Fixture {
+  std::string demo, model, files_yaml;
+};
+
+const Fixture& fixture() {
+  static Fixture f;
+  if (f.model.empty()) {
+    const auto dir = test::fresh_dir("eval_cli_" + std::to_string(::getpid()));
+    f.demo = test::make_demo(dir, 40);
+    auto r = test::run_command(test::cli() + test::demo_train_args(f.demo, dir + "/run") + " --set train.max_steps=4");
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    f.model = dir + "/run/final";
+    f.files_yaml = dir + "/files.yaml";
+    std::ofstream y(f.files_yaml);
+    y << "eval:\n  files:\n";
+    for (const auto& [key, file] : std::vector<std::pair<std::string, std::string>>{{"mmstar", "MMStar"},
+                                                                                    {"mmbench", "MMBench_DEV_EN_V11"},
+                                                                                    {"mmvet", "MMVet"},
+                                                                                    {"mathvista", "MathVista_MINI"},
+                                                                                    {"ai2d", "AI2D_TEST"},
+                                                                                    {"hallusionbench", "HallusionBench"}})
+      y << "    " << key << ": " << f.demo << "/bench/" << file << ".tsv\n";
+  }
+  return f;
+}
+
+std::string eval_cmd(const std::string& out, const std::string& decode_config, const std::string& extra) {
+  const auto& f = fixture();
+  return test::cli() + " eval --config " + test::shell_quote(test::source_path("configs/eval/demo.yaml")) + " --config " +
+         test::shell_quote(test::source_path("configs/decode/" + decode_config)) + " --config " +
+         test::shell_quote(f.files_yaml) + " --model " + test::shell_quote(f.model) +
+         " --set run.output_dir=" + test::shell_quote(out) +
+         " --set run.threads=1 --set decode.max_new_tokens=8 --set decode.judge_max_new_tokens=4 " + extra;
+}
+
+std::vector<nlohmann::json> lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string l; std::getline(in, l);) out.push_back(nlohmann::json::parse(l));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("eval runs the six demo benchmarks and writes predictions and reports", "[cli][eval]") {
+  const auto out = test::fresh_dir("eval_cli_greedy_" + std::to_string(::getpid())) + "/run";
+  auto r = test::run_command(eval_cmd(out, "greedy.yaml", "--set eval.limit=3"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto preds = lines(out + "/predictions.jsonl");
+  // At most 3 questions of each benchmark (the small demo has fewer in some).
+  std::map<std::string, int> per_benchmark;
+  for (const auto& p : preds) per_benchmark[p["benchmark"].get<std::string>()] += 1;
+  CHECK(per_benchmark.size() == 6);
+  for (const auto& [b, n] : per_benchmark) CHECK(n <= 3);
+  std::ifstream in(out + "/results.json");
+  auto j = nlohmann::json::parse(in);
+  CHECK(j["benchmarks"].size() == 6);
+  CHECK(j["strategy"] == "greedy");
+  CHECK(j["questions"] == preds.size());
+  CHECK(j["benchmarks"]["MMVet"]["full"]["needs_judge"] == true);
+  for (const char* b : {"MMStar", "MMBench_DEV_EN_V11", "AI2D_TEST", "HallusionBench", "MathVista_MINI"}) {
+    INFO(b);
+    const double h = j["benchmarks"][b]["full"]["headline"];
+    CHECK(h >= 0);
+    CHECK(h <= 100);
+    CHECK(j["benchmarks"][b].contains("conclusion"));
+    CHECK(stdfs::exists(out + "/" + b + ".csv"));
+  }
+  std::ifstream md(out + "/results.md");
+  std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Contains("| answer from |") && Contains("<CONCLUSION>") &&
+                       Contains("Compute: " + std::to_string(preds.size()) + " questions"));
+  CHECK_THAT(r.output, Contains("HallusionBench"));
+}
+
+TEST_CASE("eval with swires on the demo benchmarks", "[cli][eval]") {
+  const auto out = test::fresh_dir("eval_cli_swires_" + std::to_string(::getpid())) + "/run";
+  auto r = test::run_command(eval_cmd(out, "swires.yaml",
+                                      "--set eval.limit=1 --set eval.benchmarks=[mmstar,hallusionbench] "
+                                      "--set decode.candidates=2 --set decode.keep=1 --set decode.max_retraces=1"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto preds = lines(out + "/predictions.jsonl");
+  REQUIRE(preds.size() == 2);
+  CHECK(preds[0]["strategy"] == "swires");
+  CHECK(preds[0]["compute"]["scorer_calls"].get<int64_t>() > 0);
+}
+
+TEST_CASE("eval resumes after SIGKILL and after a truncated last line, without duplicates", "[cli][eval]") {
+  const auto out = test::fresh_dir("eval_cli_resume_" + std::to_string(::getpid())) + "/run";
+  const std::string args = "--set eval.limit=2 --set eval.benchmarks=[mmstar,ai2d,hallusionbench]";
+  auto killed = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_PREDICTIONS=3 " + eval_cmd(out, "greedy.yaml", args));
+  CHECK(killed.exit_code != 0);
+  REQUIRE(lines(out + "/predictions.jsonl").size() == 3);
+  // A line cut short by the kill.
+  {
+    std::ofstream f(out + "/predictions.jsonl", std::ios::app);
+    f << "{\"benchmark\": \"AI2D_TEST\", \"index\": ";
+  }
+  auto resumed = test::run_command(eval_cmd(out, "greedy.yaml", args));
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Contains("resuming: 3 predictions") && Contains("unfinished last line"));
+  // The same questions as an uninterrupted run, each once.
+  const auto ref_out = test::fresh_dir("eval_cli_resume_ref_" + std::to_string(::getpid())) + "/run";
+  REQUIRE(test::run_command(eval_cmd(ref_out, "greedy.yaml", args)).exit_code == 0);
+  auto keys_of = [](const std::vector<nlohmann::json>& v) {
+    std::multiset<std::string> keys;
+    for (const auto& p : v) keys.insert(p["benchmark"].get<std::string>() + "/" + p["index"].get<std::string>());
+    return keys;
+  };
+  auto preds = lines(out + "/predictions.jsonl"), ref = lines(ref_out + "/predictions.jsonl");
+  CHECK(preds.size() > 3);
+  CHECK(keys_of(preds) == keys_of(ref));
+  // Greedy answers are the same whether or not the run was interrupted.
+  std::map<std::string, std::string> answers;
+  for (const auto& p : ref) answers[p["benchmark"].get<std::string>() + "/" + p["index"].get<std::string>()] = p["prediction"];
+  for (const auto& p : preds)
+    CHECK(p["prediction"] == answers[p["benchmark"].get<std::string>() + "/" + p["index"].get<std::string>()]);
+}
+
+TEST_CASE("eval --score-only scores our predictions and VLMEvalKit prediction tables", "[cli][eval]") {
+  const auto dir = test::fresh_dir("eval_cli_score_" + std::to_string(::getpid()));
+  const auto b64 = std::string(100, 'Q');
+  {
+    std::ofstream f(dir + "/MMStar.tsv");
+    f << "index\tquestion\tA\tB\tanswer\tcategory\timage\n"
+      << "1\tq1\tcat\tdog\tA\tmath\t" << b64 << "\n"
+      << "2\tq2\tcat\tdog\tB\tmath\t" << b64 << "\n"
+      << "3\tq3\tcat\tdog\tB\tscience\t" << b64 << "\n"
+      << "4\tq4\tcat\tdog\tA\tscience\t" << b64 << "\n";
+  }
+  {
+    std::ofstream f(dir + "/ours.jsonl");
+    f << "{\"benchmark\": \"MMStar\", \"index\": \"1\", \"prediction\": \"<REASONING> A or B </REASONING> <CONCLUSION> A </CONCLUSION>\"}\n"
+      << "{\"benchmark\": \"MMStar\", \"index\": \"2\", \"prediction\": \"B\"}\n"
+      << "{\"benchmark\": \"MMStar\", \"index\": \"3\", \"prediction\": \"A\"}\n"
+      << "{\"benchmark\": \"MMStar\", \"index\": \"4\", \"prediction\": \"A\"}\n";
+  }
+  auto r = test::run_command(test::cli() + " eval --score-only " + test::shell_quote(dir + "/ours.jsonl") +
+                             " --benchmark MMStar --data " + test::shell_quote(dir + "/MMStar.tsv") + " --out " +
+                             test::shell_quote(dir + "/out"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::ifstream in(dir + "/out/results.json");
+  auto j = nlohmann::json::parse(in);
+  // Full output: row 1 names A and B (two letters: unresolved -> wrong); the conclusion span says A.
+  CHECK(j["benchmarks"]["MMStar"]["full"]["headline"].get<double>() == Approx(50));
+  CHECK(j["benchmarks"]["MMStar"]["conclusion"]["headline"].get<double>() == Approx(75));
+  // VLMEvalKit's prediction table as TSV (a NaN prediction reads as "nan").
+  {
+    std::ofstream f(dir + "/vlmeval.tsv");
+    f << "index\tquestion\tanswer\tprediction\n1\tq1\tA\tA\n2\tq2\tB\tB\n3\tq3\tB\tB\n4\tq4\tA\t\n";
+  }
+  auto t = test::run_command(test::cli() + " eval --score-only " + test::shell_quote(dir + "/vlmeval.tsv") +
+                             " --benchmark MMStar --data " + test::shell_quote(dir + "/MMStar.tsv") + " --out " +
+                             test::shell_quote(dir + "/out2") + " --set eval.matcher_version=2026-06");
+  INFO(t.output);
+  REQUIRE(t.exit_code == 0);
+  std::ifstream in2(dir + "/out2/results.json");
+  auto j2 = nlohmann::json::parse(in2);
+  CHECK(j2["benchmarks"]["MMStar"]["full"]["headline"].get<double>() == Approx(75));
+  CHECK(j2["matcher_version"] == "2026-06");
+  auto bad = test::run_command(test::cli() + " eval --score-only " + test::shell_quote(dir + "/ours.jsonl") +
+                               " --benchmark MMStar");
+  CHECK(bad.exit_code == 2);
+}
