@@ -20,20 +20,15 @@ namespace stdfs = std::filesystem;
 namespace {
 
 struct Fixture {
-  std::string demo, model, files_yaml;
+  test::TrainedDemo trained;
+  std::string files_yaml;  // eval.files for the demo benchmarks
 };
 
 const Fixture& fixture() {
-  static Fixture f;
-  if (f.model.empty()) {
-    const auto dir = test::fresh_dir("eval_cli_" + std::to_string(::getpid()));
-    f.demo = test::make_demo(dir, 40);
-    auto r = test::run_command(test::cli() + test::demo_train_args(f.demo, dir + "/run") + " --set train.max_steps=4");
-    INFO(r.output);
-    REQUIRE(r.exit_code == 0);
-    f.model = dir + "/run/final";
-    f.files_yaml = dir + "/files.yaml";
-    std::ofstream y(f.files_yaml);
+  static const Fixture f = [] {
+    Fixture x{test::train_demo_model("eval_cli_" + std::to_string(::getpid()), 40, 4), ""};
+    x.files_yaml = stdfs::path(x.trained.demo).parent_path().string() + "/files.yaml";
+    std::ofstream y(x.files_yaml);
     y << "eval:\n  files:\n";
     for (const auto& [key, file] : std::vector<std::pair<std::string, std::string>>{{"mmstar", "MMStar"},
                                                                                     {"mmbench", "MMBench_DEV_EN_V11"},
@@ -41,8 +36,9 @@ const Fixture& fixture() {
                                                                                     {"mathvista", "MathVista_MINI"},
                                                                                     {"ai2d", "AI2D_TEST"},
                                                                                     {"hallusionbench", "HallusionBench"}})
-      y << "    " << key << ": " << f.demo << "/bench/" << file << ".tsv\n";
-  }
+      y << "    " << key << ": " << x.trained.demo << "/bench/" << file << ".tsv\n";
+    return x;
+  }();
   return f;
 }
 
@@ -50,7 +46,7 @@ std::string eval_cmd(const std::string& out, const std::string& decode_config, c
   const auto& f = fixture();
   return test::cli() + " eval --config " + test::shell_quote(test::source_path("configs/eval/demo.yaml")) + " --config " +
          test::shell_quote(test::source_path("configs/decode/" + decode_config)) + " --config " +
-         test::shell_quote(f.files_yaml) + " --model " + test::shell_quote(f.model) +
+         test::shell_quote(f.files_yaml) + " --model " + test::shell_quote(f.trained.model) +
          " --set run.output_dir=" + test::shell_quote(out) +
          " --set run.threads=1 --set decode.max_new_tokens=8 --set decode.judge_max_new_tokens=4 " + extra;
 }

@@ -16,27 +16,9 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-struct Fixture {
-  std::string demo, model, image;
-};
-
 // Demo data and a model trained on it for a few steps (once per process: CTest runs cases in parallel).
-const Fixture& fixture() {
-  static Fixture f;
-  if (f.model.empty()) {
-    const auto dir = test::fresh_dir("generate_cli_" + std::to_string(::getpid()));
-    f.demo = test::make_demo(dir, 40);
-    auto r = test::run_command(test::cli() + test::demo_train_args(f.demo, dir + "/run") + " --set train.max_steps=4");
-    INFO(r.output);
-    REQUIRE(r.exit_code == 0);
-    f.model = dir + "/run/final";
-    for (const auto& e : stdfs::recursive_directory_iterator(f.demo + "/images"))
-      if (e.is_regular_file() && e.path().extension() == ".png") {
-        f.image = e.path().string();
-        break;
-      }
-    REQUIRE_FALSE(f.image.empty());
-  }
+const test::TrainedDemo& fixture() {
+  static const test::TrainedDemo f = test::train_demo_model("generate_cli_" + std::to_string(::getpid()), 40, 4);
   return f;
 }
 

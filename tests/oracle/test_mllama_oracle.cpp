@@ -108,6 +108,13 @@ torch::Tensor our_step_logits(const model::MllamaForConditionalGeneration& m, co
   return torch::cat(steps, 1);
 }
 
+// `head` followed by `n` seeded random text tokens.
+std::vector<int64_t> with_random_tail(const model::MllamaConfig& cfg, std::vector<int64_t> head, int64_t n, uint64_t seed) {
+  auto t = test::random_tokens(cfg, n, seed);
+  head.insert(head.end(), t.begin(), t.end());
+  return head;
+}
+
 Cases logit_cases(const model::MllamaConfig& cfg, bool all_aspect_ratios) {
   const int64_t img = cfg.image_token_index, bos = cfg.text.bos_token_id;
   auto text = [&](int64_t n, uint64_t seed) { return test::random_tokens(cfg, n, seed); };
@@ -189,13 +196,8 @@ TEST_CASE("logits equal transformers for the small preset", "[oracle][model]") {
 TEST_CASE("cached decoding step by step equals transformers' cached decoding", "[oracle][model]") {
   auto dir = make_reference_model("tiny", "mllama_oracle_decode", 13);
   auto cfg = model::read_config(dir);
-  auto text = [&](int64_t n, uint64_t seed) { return test::random_tokens(cfg, n, seed); };
   const int64_t img = cfg.image_token_index, bos = cfg.text.bos_token_id;
-  auto row = [&](std::vector<int64_t> head, int64_t n, uint64_t seed) {
-    auto t = text(n, seed);
-    head.insert(head.end(), t.begin(), t.end());
-    return head;
-  };
+  auto row = [&](std::vector<int64_t> head, int64_t n, uint64_t seed) { return with_random_tail(cfg, head, n, seed); };
   Cases cases;
   cases["images"] = {test::make_batch(cfg, {{row({img, bos}, 12, 1), {4}}, {row({bos, 7, img}, 6, 2), {2}}}, 3), 8};
   cases["text"] = {test::make_batch(cfg, {{row({bos}, 12, 4), {}}, {row({bos}, 8, 5), {}}}, 6), 6};
@@ -283,13 +285,8 @@ TEST_CASE("checkpoints with transformers >= 4.52 key names load to the same weig
 TEST_CASE("greedy decoding equals transformers' generate(do_sample=False) token for token", "[oracle][decode]") {
   auto dir = make_reference_model("tiny", "mllama_oracle_generate", 21);
   auto cfg = model::read_config(dir);
-  auto text = [&](int64_t n, uint64_t seed) { return test::random_tokens(cfg, n, seed); };
   const int64_t img = cfg.image_token_index, bos = cfg.text.bos_token_id;
-  auto row = [&](std::vector<int64_t> head, int64_t n, uint64_t seed) {
-    auto t = text(n, seed);
-    head.insert(head.end(), t.begin(), t.end());
-    return head;
-  };
+  auto row = [&](std::vector<int64_t> head, int64_t n, uint64_t seed) { return with_random_tail(cfg, head, n, seed); };
   const int64_t n_new = 24;
   Cases cases;
   cases["image"] = {test::make_batch(cfg, {{row({bos, img}, 14, 71), {3}}}, 72), 0, n_new, cfg.text.eos_token_id};

@@ -88,4 +88,20 @@ std::string demo_train_args(const std::string& demo, const std::string& run_dir)
          shell_quote(run_dir) + " --set run.threads=1 --set data.num_workers=1 --set train.log_every=1";
 }
 
+TrainedDemo train_demo_model(const std::string& tag, int64_t records, int64_t steps) {
+  TrainedDemo t;
+  const auto dir = fresh_dir(tag);
+  t.demo = make_demo(dir, records);
+  auto r = run_command(cli() + demo_train_args(t.demo, dir + "/run") + " --set train.max_steps=" + std::to_string(steps));
+  if (r.exit_code != 0) throw std::runtime_error("training the demo model failed:\n" + r.output);
+  t.model = dir + "/run/final";
+  for (const auto& e : std::filesystem::recursive_directory_iterator(t.demo + "/images"))
+    if (e.is_regular_file() && e.path().extension() == ".png") {
+      t.image = e.path().string();
+      break;
+    }
+  if (t.image.empty()) throw std::runtime_error("the demo has no PNG image");
+  return t;
+}
+
 }  // namespace llavacot::test

@@ -38,6 +38,13 @@ std::string make_demo(const std::string& dir, int64_t train);
 /// one thread, one loader worker, metrics every step; append further --set options.
 std::string demo_train_args(const std::string& demo, const std::string& run_dir);
 
+/// Demo data of `records` training records and a model trained on it for `steps` steps with the CLI, in a fresh
+/// folder named after `tag`; `image` is one of the demo's PNG images. Throws when training fails.
+struct TrainedDemo {
+  std::string demo, model, image;
+};
+TrainedDemo train_demo_model(const std::string& tag, int64_t records, int64_t steps);
+
 /// The built `llavacot` executable.
 std::string cli();
 
