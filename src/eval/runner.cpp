@@ -265,6 +265,44 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
   }
   fs::write_file_atomic(dir + "/results.md", md.str());
 
+  // MMBench test has no answers: a submission table (VLMEvalKit's prediction table plus the extracted letter),
+  // to convert to the .xlsx the MMBench server takes.
+  for (const auto* b : benchmarks) {
+    if (b->info().kind != BenchmarkKind::kMcqNoAnswer) continue;
+    std::map<std::string, const Prediction*> by_index;
+    for (const auto& p : predictions)
+      if (p.benchmark == b->info().name) by_index[p.index] = &p;
+    const std::vector<std::string> letters{"A", "B", "C", "D", "E", "F"};
+    auto tsv_cell = [](const std::string& s) {
+      std::string out = "\"";
+      for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+      return out + "\"";
+    };
+    std::ostringstream sub;
+    sub << "\"index\"\t\"question\"\t\"hint\"";
+    for (const auto& l : letters) sub << "\t\"" << l << "\"";
+    sub << "\t\"category\"\t\"l2-category\"\t\"split\"\t\"prediction\"\t\"extracted\"\n";
+    const auto version = parse_rule_version(r.matcher_version);
+    for (const auto& item : b->items()) {
+      auto p = by_index.find(item.index);
+      const std::string pred = p == by_index.end() ? "" : answer_text(p->second->prediction, answer_source == "conclusion");
+      sub << tsv_cell(item.index) << "\t" << tsv_cell(item.question) << "\t" << tsv_cell(item.hint);
+      for (const auto& l : letters) {
+        std::string text;
+        for (const auto& [letter, option] : item.choices)
+          if (letter == l) text = option;
+        sub << "\t" << tsv_cell(text);
+      }
+      auto field = [&](const char* k) {
+        auto it = item.fields.find(k);
+        return it == item.fields.end() || it->second == "nan" ? std::string() : it->second;
+      };
+      sub << "\t" << tsv_cell(item.category) << "\t" << tsv_cell(item.l2_category) << "\t" << tsv_cell(field("split"))
+          << "\t" << tsv_cell(pred) << "\t" << tsv_cell(can_infer(pred, item.choices, version)) << "\n";
+    }
+    fs::write_file_atomic(dir + "/" + b->info().name + "_submission.tsv", sub.str());
+  }
+
   // One CSV per benchmark: each item, its answer, and what each answer source extracted and scored.
   for (size_t i = 0; i < benchmarks.size(); ++i) {
     const auto* b = benchmarks[i];

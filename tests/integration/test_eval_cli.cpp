@@ -184,3 +184,53 @@ TEST_CASE("eval --score-only scores our predictions and VLMEvalKit prediction ta
                                " --benchmark MMStar");
   CHECK(bad.exit_code == 2);
 }
+
+TEST_CASE("eval splits the questions across ranks under launch and rank 0 merges them", "[cli][eval]") {
+  const auto base = test::fresh_dir("eval_cli_ranks_" + std::to_string(::getpid()));
+  const std::string args = "--set eval.limit=2 --set eval.benchmarks=[mmstar,ai2d,hallusionbench]";
+  auto one = test::run_command(eval_cmd(base + "/one", "greedy.yaml", args));
+  REQUIRE(one.exit_code == 0);
+  // launch runs "llavacot <args>": strip the binary from our command line.
+  const std::string cmd = eval_cmd(base + "/two", "greedy.yaml", args);
+  auto two = test::run_command(test::cli() + " launch --nproc 2 --" + cmd.substr(test::cli().size()));
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  auto keys_of = [](const std::vector<nlohmann::json>& v) {
+    std::map<std::string, std::string> m;
+    for (const auto& p : v) m[p["benchmark"].get<std::string>() + "/" + p["index"].get<std::string>()] = p["prediction"];
+    return m;
+  };
+  const auto a = lines(base + "/one/predictions.jsonl"), b = lines(base + "/two/predictions.jsonl");
+  CHECK(a.size() == b.size());
+  CHECK(keys_of(a) == keys_of(b));  // the same questions, each once, with the same greedy answers
+  CHECK(stdfs::exists(base + "/two/predictions.rank-1.jsonl"));
+  CHECK_FALSE(stdfs::exists(base + "/two/done.rank-1"));
+  std::ifstream r1(base + "/one/results.json"), r2(base + "/two/results.json");
+  auto j1 = nlohmann::json::parse(r1), j2 = nlohmann::json::parse(r2);
+  CHECK(j1["benchmarks"] == j2["benchmarks"]);
+}
+
+TEST_CASE("eval --score-only writes an MMBench test submission table", "[cli][eval]") {
+  const auto dir = test::fresh_dir("eval_cli_submission_" + std::to_string(::getpid()));
+  const auto b64 = std::string(100, 'Q');
+  {
+    std::ofstream f(dir + "/MMBench_TEST_EN_V11.tsv");
+    f << "index\tquestion\thint\tA\tB\tcategory\tl2-category\tsplit\timage\n"
+      << "5\tq5\t\tcat\tdog\tc\tcoarse_perception\ttest\t" << b64 << "\n"
+      << "1000005\tq5\t\tdog\tcat\tc\tcoarse_perception\ttest\t5\n";
+  }
+  {
+    std::ofstream f(dir + "/p.jsonl");
+    f << "{\"index\": 5, \"prediction\": \"<CONCLUSION> B </CONCLUSION>\"}\n"
+      << "{\"index\": 1000005, \"prediction\": \"cat\"}\n";
+  }
+  auto r = test::run_command(test::cli() + " eval --score-only " + test::shell_quote(dir + "/p.jsonl") +
+                             " --benchmark MMBench_TEST_EN_V11 --data " + test::shell_quote(dir + "/MMBench_TEST_EN_V11.tsv") +
+                             " --out " + test::shell_quote(dir + "/out") + " --set eval.answer_source=conclusion");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::ifstream in(dir + "/out/MMBench_TEST_EN_V11_submission.tsv");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Contains("\"5\"\t\"q5\"\t\"\"\t\"cat\"\t\"dog\"") && Contains("\"B\"\n") && Contains("\"1000005\""));
+  CHECK_THAT(text, Contains("\"cat\"\t\"B\"\n"));  // "cat" is option B of the rotated copy
+}
