@@ -273,11 +273,7 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
     for (const auto& p : predictions)
       if (p.benchmark == b->info().name) by_index[p.index] = &p;
     const std::vector<std::string> letters{"A", "B", "C", "D", "E", "F"};
-    auto tsv_cell = [](const std::string& s) {
-      std::string out = "\"";
-      for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-      return out + "\"";
-    };
+    const auto tsv_cell = csv_cell;  // the same quoting (QUOTE_ALL), tab-separated
     std::ostringstream sub;
     sub << "\"index\"\t\"question\"\t\"hint\"";
     for (const auto& l : letters) sub << "\t\"" << l << "\"";
