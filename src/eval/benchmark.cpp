@@ -15,7 +15,7 @@ const std::vector<BenchmarkInfo>& benchmarks() {
       {"MMBench_TEST_EN_V11", "mmbench_test", BenchmarkKind::kMcqNoAnswer, {"index", "question", "image"}},
       {"MMVet", "mmvet", BenchmarkKind::kMmVet, {"index", "question", "answer", "category", "image"}},
       {"MathVista_MINI", "mathvista", BenchmarkKind::kMathVista,
-       {"index", "question", "answer", "question_type", "answer_type", "image"}},
+       {"index", "question", "answer", "question_type", "answer_type", "choices", "answer_option", "image"}},
       {"AI2D_TEST", "ai2d", BenchmarkKind::kMcq, {"index", "question", "answer", "image"}},
       {"HallusionBench", "hallusionbench", BenchmarkKind::kYesNo, {"index", "question", "answer", "l2-category", "image"}},
   };
@@ -108,6 +108,37 @@ Benchmark Benchmark::load(const std::string& name, const std::string& path) {
     b.items_.push_back(std::move(it));
   }
   return b;
+}
+
+void Benchmark::truncate(int64_t n) {
+  if (n < 0 || n >= static_cast<int64_t>(items_.size())) return;
+  if (info_->kind != BenchmarkKind::kMcqCircular && info_->kind != BenchmarkKind::kMcqNoAnswer) {
+    items_.resize(static_cast<size_t>(n));
+    return;
+  }
+  // Circular copies come later in the file than their main rows: keep the first n questions with all passes.
+  auto group_of = [](const Item& it) {
+    auto g = it.fields.find("g_index");
+    if (g != it.fields.end() && g->second != "nan") return g->second;
+    long long v = 0;
+    try {
+      v = std::stoll(it.index);
+    } catch (const std::exception&) {
+      return it.index;
+    }
+    return std::to_string(v % 1000000);
+  };
+  std::set<std::string> groups;
+  std::vector<Item> kept;
+  for (auto& it : items_) {
+    const auto g = group_of(it);
+    if (groups.count(g) == 0) {
+      if (static_cast<int64_t>(groups.size()) >= n) continue;
+      groups.insert(g);
+    }
+    kept.push_back(std::move(it));
+  }
+  items_ = std::move(kept);
 }
 
 std::string default_prompt(const BenchmarkInfo& info, const Item& item) {

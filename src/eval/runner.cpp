@@ -106,7 +106,7 @@ std::string answer_text(const std::string& prediction, bool conclusion) {
   return parsed[decode::Stage::kConclusion].found ? parsed[decode::Stage::kConclusion].text : prediction;
 }
 
-PredictionFile read_predictions(const std::string& path, const std::string& benchmark) {
+PredictionFile read_predictions(const std::string& path, const std::string& benchmark, bool drop_unterminated) {
   PredictionFile out;
   if (stdfs::path(path).extension() == ".tsv") {
     const Table t = Table::read(path);
@@ -139,11 +139,14 @@ PredictionFile read_predictions(const std::string& path, const std::string& benc
     } catch (const json::exception&) {
       ok = false;
     }
+    // A run killed mid-write leaves a line without its end (possibly parsable: the object is written before
+    // the newline reaches the file); it is dropped and redone. Files from elsewhere may just lack the final
+    // newline.
+    if (!terminated && (drop_unterminated || !ok || !j.is_object())) {
+      out.truncated_lines += 1;
+      break;
+    }
     if (!ok || !j.is_object()) {
-      if (!terminated) {  // a run killed mid-write: the line is dropped and will be redone
-        out.truncated_lines += 1;
-        break;
-      }
       if (line.find_first_not_of(" \t\r") == std::string::npos) {
         pos = nl + 1;
         out.good_bytes = static_cast<int64_t>(pos);
@@ -340,15 +343,16 @@ EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOption
     if (it == ec.files.end()) it = ec.files.find(info.name);
     LLAVACOT_CHECK(it != ec.files.end(), ConfigError, "eval.files: no TSV given for benchmark ", name);
     loaded.push_back(Benchmark::load(info.name, it->second));
-    if (ec.limit > 0) loaded.back().truncate(ec.limit);
+    if (ec.limit > 0) loaded.back().truncate(ec.limit);  // MMBench: the first `limit` questions, every pass of each
     LOG_INFO("eval", info.name, ": ", loaded.back().items().size(), " questions from ", it->second,
              loaded.back().dropped_without_image() ? str_cat(" (", loaded.back().dropped_without_image(), " rows without an image dropped)") : "");
   }
   const std::string mine = o.world > 1 ? str_cat(dir, "/predictions.rank-", o.rank, ".jsonl") : dir + "/predictions.jsonl";
+  if (o.world > 1) stdfs::remove(str_cat(dir, "/done.rank-", o.rank));  // a marker of an earlier run is stale
   // Resume: keep the complete lines, cut a truncated last one.
   std::set<std::pair<std::string, std::string>> done;
   if (stdfs::exists(mine)) {
-    auto existing = read_predictions(mine);
+    auto existing = read_predictions(mine, "", /*drop_unterminated=*/true);
     if (existing.truncated_lines > 0) {
       LOG_WARN("eval", mine, ": dropping an unfinished last line (the run was interrupted while writing it)");
       stdfs::resize_file(mine, static_cast<uintmax_t>(existing.good_bytes));
@@ -390,7 +394,8 @@ EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOption
       auto a = decoder.answer(q);
       json line{{"benchmark", b.info().name}, {"index", item.index}, {"prediction", a.text}, {"strategy", a.strategy},
                 {"compute", counters_json(a.counters)}};
-      out << line.dump() << "\n";
+      const std::string record = line.dump() + "\n";  // one write: the line and its end together
+      out.write(record.data(), static_cast<std::streamsize>(record.size()));
       out.flush();
       if (++written == kill_after) std::raise(SIGKILL);
       const auto now = std::chrono::steady_clock::now();
@@ -420,7 +425,14 @@ EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOption
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
     }
-    for (auto& p : read_predictions(file).rows) all.push_back(std::move(p));
+    for (auto& p : read_predictions(file, "", /*drop_unterminated=*/true).rows) all.push_back(std::move(p));
+  }
+  {  // a question answered twice (runs resumed with another number of ranks) counts once: the first answer
+    std::set<std::pair<std::string, std::string>> seen_keys;
+    std::vector<Prediction> unique;
+    for (auto& p : all)
+      if (seen_keys.insert({p.benchmark, p.index}).second) unique.push_back(std::move(p));
+    all = std::move(unique);
   }
   if (o.world > 1) {
     std::string merged;

@@ -215,7 +215,8 @@ BenchmarkScore score_mathvista(const Benchmark& b, const std::map<std::string, s
     bool hit = false;
     if (qtype == "multi_choice") {
       Choices choices;
-      const auto options = python_list(f.count("choices") ? f.at("choices") : "[]");
+      const std::string literal = f.count("choices") && f.at("choices") != "nan" ? f.at("choices") : "[]";
+      const auto options = python_list(literal);
       for (size_t i = 0; i < options.size(); ++i) choices.emplace_back(std::string(1, static_cast<char>('A' + i)), options[i]);
       r.extracted = can_infer(pred, choices, v);
       r.resolved = !r.extracted.empty();
@@ -237,8 +238,15 @@ BenchmarkScore score_mathvista(const Benchmark& b, const std::map<std::string, s
     s.missing += r.missing;
     add("Overall", r.resolved, r.score == 1);
     if (f.count("task") && f.at("task") != "nan") add("task: " + f.at("task"), r.resolved, r.score == 1);
-    if (f.count("skills") && f.at("skills") != "nan")
-      for (const auto& skill : python_list(f.at("skills"))) add("skill: " + skill, r.resolved, r.score == 1);
+    if (f.count("skills") && f.at("skills") != "nan") {
+      std::vector<std::string> skills;
+      try {
+        skills = python_list(f.at("skills"));
+      } catch (const FormatError&) {
+        skills = {f.at("skills")};  // as VLMEvalKit falls back to [skills] when eval() fails
+      }
+      for (const auto& skill : skills) add("skill: " + skill, r.resolved, r.score == 1);
+    }
     s.rows.push_back(r);
   }
   for (const auto& [name, t] : tallies)

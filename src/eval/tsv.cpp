@@ -119,7 +119,9 @@ std::string python_float_repr(double v) {
 
 Table Table::read(const std::string& path) { return parse(fs::read_file(path), path); }
 
-Table Table::parse(const std::string& text, const std::string& source) {
+Table Table::parse(const std::string& content, const std::string& source) {
+  // A UTF-8 byte order mark is not part of the first column's name (pandas drops it too).
+  const std::string text = content.rfind("\xEF\xBB\xBF", 0) == 0 ? content.substr(3) : content;
   Table t;
   t.source_ = source;
   // Tokenise: records of fields, each with its start line.

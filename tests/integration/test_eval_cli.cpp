@@ -66,11 +66,13 @@ TEST_CASE("eval runs the six demo benchmarks and writes predictions and reports"
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   auto preds = lines(out + "/predictions.jsonl");
-  // At most 3 questions of each benchmark (the small demo has fewer in some).
+  // At most 3 questions of each benchmark (the small demo has fewer in some); MMBench's questions come with
+  // every circular pass (3 or 4 rows each).
   std::map<std::string, int> per_benchmark;
   for (const auto& p : preds) per_benchmark[p["benchmark"].get<std::string>()] += 1;
   CHECK(per_benchmark.size() == 6);
-  for (const auto& [b, n] : per_benchmark) CHECK(n <= 3);
+  for (const auto& [b, n] : per_benchmark) CHECK(n <= (b == "MMBench_DEV_EN_V11" ? 12 : 3));
+  CHECK(per_benchmark["MMBench_DEV_EN_V11"] >= 3);
   std::ifstream in(out + "/results.json");
   auto j = nlohmann::json::parse(in);
   CHECK(j["benchmarks"].size() == 6);
@@ -111,10 +113,11 @@ TEST_CASE("eval resumes after SIGKILL and after a truncated last line, without d
   auto killed = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_PREDICTIONS=3 " + eval_cmd(out, "greedy.yaml", args));
   CHECK(killed.exit_code != 0);
   REQUIRE(lines(out + "/predictions.jsonl").size() == 3);
-  // A line cut short by the kill.
+  // A line cut short by the kill: here a whole object whose newline never reached the file, which must be
+  // redone rather than glued to the next line.
   {
     std::ofstream f(out + "/predictions.jsonl", std::ios::app);
-    f << "{\"benchmark\": \"AI2D_TEST\", \"index\": ";
+    f << "{\"benchmark\": \"AI2D_TEST\", \"index\": \"999\", \"prediction\": \"x\"}";
   }
   auto resumed = test::run_command(eval_cmd(out, "greedy.yaml", args));
   INFO(resumed.output);

@@ -247,6 +247,7 @@ TEST_CASE("the TSV reader refuses malformed files, naming the line", "[eval]") {
     CHECK(std::string(e.what()).find("y.tsv:2") != std::string::npos);
   }
   CHECK_THROWS_AS(Table::parse("", "z.tsv"), FormatError);
+  CHECK(Table::parse("\xEF\xBB\xBFindex\tq\n1\tx\n", "bom.tsv").has("index"));
   auto t = Table::parse("index\tq\n1\t\"multi\nline\"\n2\tx\n", "ok.tsv");
   CHECK(t.rows() == 2);
   CHECK(t.line(1) == 4);
@@ -345,6 +346,11 @@ TEST_CASE("MMBench circular groups: every pass right, unresolved passes fail wit
   auto g = score_benchmark(Benchmark::load("MMBench_DEV_EN_V11", gpath), {{"7", "A"}, {"8", "B"}}, RuleVersion::k2026_06);
   CHECK(g.headline == Approx(100));
   CHECK(value(g, "Overall", "n") == 1);
+  // eval.limit counts questions: the first 2 groups, each with both passes.
+  auto limited = b;
+  limited.truncate(2);
+  REQUIRE(limited.items().size() == 4);
+  CHECK(limited.items()[3].index == "1000002");
 }
 
 TEST_CASE("HallusionBench: aAcc, fAcc, qAcc per figure and question groups, and their mean", "[eval]") {

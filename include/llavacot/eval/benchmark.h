@@ -57,10 +57,8 @@ class Benchmark {
   const std::string& path() const { return path_; }
   const std::vector<Item>& items() const { return items_; }
   int64_t dropped_without_image() const { return dropped_; }
-  /// Keeps the first `n` items (eval.limit).
-  void truncate(int64_t n) {
-    if (n >= 0 && n < static_cast<int64_t>(items_.size())) items_.resize(static_cast<size_t>(n));
-  }
+  /// Keeps the first `n` questions (eval.limit); for MMBench, each with every circular pass.
+  void truncate(int64_t n);
 
  private:
   const BenchmarkInfo* info_ = nullptr;

@@ -32,8 +32,9 @@ struct PredictionFile {
 
 /// Reads our predictions.jsonl, or VLMEvalKit's prediction table saved as JSONL (objects with "index" and
 /// "prediction") or TSV (columns index and prediction). `benchmark` fills rows that do not name one. A malformed
-/// line other than an unterminated last one is a FormatError naming FILE:LINE.
-PredictionFile read_predictions(const std::string& path, const std::string& benchmark = "");
+/// line other than an unterminated last one is a FormatError naming FILE:LINE. With `drop_unterminated` (our own
+/// files, on resume) a last line without its newline is dropped even when it parses.
+PredictionFile read_predictions(const std::string& path, const std::string& benchmark = "", bool drop_unterminated = false);
 
 /// The text answers are extracted from: the whole output, or the <CONCLUSION> span when there is one (the whole
 /// output otherwise).
