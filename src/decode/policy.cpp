@@ -1,5 +1,7 @@
 #include "llavacot/decode/policy.h"
 
+#include <set>
+
 #include "llavacot/text/chat_format.h"
 #include "llavacot/util/error.h"
 #include "llavacot/vision/image.h"
@@ -24,6 +26,7 @@ struct EnginePolicy::Impl {
     int64_t row = 0;
     Piece piece;
     std::string text;
+    bool released = false;
   };
   std::unique_ptr<text::ChatFormat> chat;
   bool have_image = false;
@@ -107,6 +110,8 @@ std::vector<Node> EnginePolicy::expand(const std::vector<Node>& parents, const s
       out[i] = parents[i];
       continue;
     }
+    LLAVACOT_CHECK(!p.released && impl_->sets[p.set], UsageError, "search node ", parents[i],
+                   " was released and cannot be expanded");
     picks.emplace_back(impl_->sets[p.set].get(), p.row);
     live.push_back(i);
   }
@@ -157,6 +162,31 @@ std::vector<Node> EnginePolicy::expand(const std::vector<Node>& parents, const s
 }
 
 std::string EnginePolicy::text(Node node) const { return impl_->node(node).text; }
+
+void EnginePolicy::release(const std::vector<Node>& nodes) {
+  std::set<size_t> touched;
+  for (Node n : nodes) {
+    impl_->node(n);  // range check
+    if (n == 0) continue;  // the prompt stays
+    auto& info = impl_->nodes[static_cast<size_t>(n)];
+    info.released = true;
+    touched.insert(info.set);
+  }
+  for (size_t set : touched) {
+    if (set == 0 || !impl_->sets[set]) continue;
+    bool all = true;
+    for (const auto& info : impl_->nodes)
+      if (info.set == set && !info.released) all = false;
+    if (all) impl_->sets[set].reset();
+  }
+}
+
+int64_t EnginePolicy::cache_bytes() const {
+  int64_t total = 0;
+  for (const auto& set : impl_->sets)
+    if (set) total += set->self_cache_bytes();
+  return total;
+}
 
 const Piece& EnginePolicy::piece(Node node) const { return impl_->node(node).piece; }
 

@@ -137,6 +137,10 @@ class StageBeam : public Strategy {
       auto cands = policy.expand(std::vector<Node>(static_cast<size_t>(s_.candidates), ctx), close_tag(stage), true);
       std::vector<double> scores;
       ctx = select_best(policy, *scorer_, cands, ScoreTarget{stage, false}, rng, &scores);
+      std::vector<Node> losers;
+      for (Node c : cands)
+        if (c != ctx) losers.push_back(c);
+      policy.release(losers);
       if (!scores.empty()) emit(r, events, {"scores", stage_name(stage), "", scores});
       emit(r, events, {"stage", stage_name(stage), policy.piece(ctx).text, {}});
       if (policy.piece(ctx).ended()) break;  // the model ended its answer early
@@ -174,6 +178,7 @@ class Swires : public Strategy {
       std::vector<Node> parents;
       for (size_t i = 0; i < m; ++i) parents.push_back(caps[order[i * keep / m]]);
       auto reasonings = policy.expand(parents, close_tag(Stage::kReasoning), true);
+      policy.release(caps);  // captions are never expanded again (a retrace samples new ones from the summary)
       auto scores = scorer_->score(policy, reasonings, ScoreTarget{Stage::kReasoning, false});
       emit(r, events, {"scores", "reasoning", "", scores});
       for (size_t i = 0; i < reasonings.size(); ++i) pool.emplace_back(reasonings[i], scores[i]);
@@ -187,8 +192,10 @@ class Swires : public Strategy {
       emit(r, events, {"retrace", "caption", "", {second, s_.threshold}});
     }
     std::stable_sort(pool.begin(), pool.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-    std::vector<Node> best;
-    for (size_t i = 0; i < pool.size() && static_cast<int64_t>(best.size()) < s_.conclusions; ++i) best.push_back(pool[i].first);
+    std::vector<Node> best, rest;
+    for (size_t i = 0; i < pool.size(); ++i)
+      (static_cast<int64_t>(best.size()) < s_.conclusions ? best : rest).push_back(pool[i].first);
+    policy.release(rest);
     auto concl = policy.expand(best, close_tag(Stage::kConclusion), true);
     auto final_scores = scorer_->score(policy, concl, ScoreTarget{Stage::kConclusion, true});
     emit(r, events, {"scores", "answer", "", final_scores});

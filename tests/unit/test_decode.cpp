@@ -622,6 +622,25 @@ TEST_CASE("stage_beam runs a knockout tournament per stage, best_of_n keeps the 
   CHECK_THROWS_AS(make_strategy(s, scorer), ConfigError);
 }
 
+TEST_CASE("EnginePolicy frees an expansion's cache once every node of it is released", "[decode]") {
+  auto t = tiny_engine();
+  PolicySettings ps;
+  ps.sampling.temperature = 1;
+  ps.max_new_tokens = 4;
+  EnginePolicy pol(*t.engine, {"How many shapes?", "", "", ""}, ps);
+  pol.root();
+  const auto prompt_bytes = pol.cache_bytes();
+  auto kids = pol.expand({0, 0, 0}, "", true);
+  CHECK(pol.cache_bytes() > prompt_bytes);
+  pol.release({kids[0], kids[1]});
+  CHECK(pol.cache_bytes() > prompt_bytes);  // kids[2] still needs the set
+  pol.release({kids[2], 0});
+  CHECK(pol.cache_bytes() == prompt_bytes);  // the prompt's cache stays
+  CHECK_NOTHROW(pol.text(kids[0]));  // a released node's text stays readable
+  if (!pol.piece(kids[0]).ended()) CHECK_THROWS_AS(pol.expand({kids[0]}, "", true), UsageError);
+  CHECK(pol.expand({0}, "", true).size() == 1);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 TEST_CASE("every strategy runs end to end on the tiny model through EnginePolicy", "[decode]") {
   auto t = tiny_engine();

@@ -63,6 +63,8 @@ class Policy {
   virtual std::vector<double> log_odds(const std::vector<std::string>& prompts, const std::string& assistant_prefix,
                                        const std::string& yes, const std::string& no) = 0;
   virtual Counters& counters() = 0;
+  /// The strategy will not expand these nodes again: their caches may be freed (their text stays readable).
+  virtual void release(const std::vector<Node>& nodes) { (void)nodes; }
 };
 
 /// A Policy on the generation engine: the question's image is encoded once and shared by every node and
@@ -80,6 +82,10 @@ class EnginePolicy : public Policy {
   std::vector<double> log_odds(const std::vector<std::string>& prompts, const std::string& assistant_prefix,
                                const std::string& yes, const std::string& no) override;
   Counters& counters() override { return engine_.counters(); }
+  /// Frees the cache of every expansion whose nodes are all released (the prompt's stays: judges read its image).
+  void release(const std::vector<Node>& nodes) override;
+  /// Bytes of the self-attention caches held now.
+  int64_t cache_bytes() const;
 
   /// Builds the chat prompt for `user_text` (image first when `with_image`), with the assistant header.
   Prompt make_prompt(const std::string& user_text, bool with_image, const std::string& assistant_prefix = "") const;
