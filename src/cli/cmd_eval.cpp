@@ -51,6 +51,9 @@ void register_eval(CLI::App& app) {
     }
     Config cfg;
     if (resolve_config(ca, cfg)) return;
+    // Judge models are not built yet: a configured one must not be ignored in silence.
+    LLAVACOT_CHECK(cfg.eval.judge == "rules", ConfigError, "eval.judge: '", cfg.eval.judge,
+                   "' is not available yet; only rules (VLMEvalKit's exact matching) scores answers for now");
     const auto version = eval::parse_rule_version(cfg.eval.matcher_version);
     if (!args->score_only.empty()) {
       LLAVACOT_CHECK(!args->benchmark.empty() && !args->data.empty() && !args->out.empty(), UsageError,

@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "llavacot/decode/decoder.h"
+#include "llavacot/eval/runner.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 #include "llavacot/util/log.h"
@@ -17,13 +18,6 @@
 namespace llavacot::cli {
 
 namespace {
-
-nlohmann::json counters_json(const decode::Counters& c) {
-  return {{"prefill_tokens", c.prefill_tokens}, {"generated_tokens", c.generated_tokens},
-          {"forced_tokens", c.forced_tokens},   {"forward_passes", c.forward_passes},
-          {"images_encoded", c.images_encoded}, {"judge_calls", c.judge_calls},
-          {"scorer_calls", c.scorer_calls},     {"seconds", c.seconds}};
-}
 
 void print_compute(const decode::Answer& a) {
   const auto& c = a.counters;
@@ -133,7 +127,7 @@ void register_generate(CLI::App& app) {
                                   {"conclusion", a.conclusion},
                                   {"stages", stages},
                                   {"strategy", a.strategy},
-                                  {"compute", counters_json(a.counters)},
+                                  {"compute", eval::counters_json(a.counters)},
                                   {"rounds", a.search.rounds},
                                   {"retraces", a.search.retraces},
                                   {"trace", trace}}

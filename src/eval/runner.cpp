@@ -24,14 +24,14 @@ namespace llavacot::eval {
 namespace stdfs = std::filesystem;
 using nlohmann::json;
 
-namespace {
-
 json counters_json(const decode::Counters& c) {
   return {{"prefill_tokens", c.prefill_tokens}, {"generated_tokens", c.generated_tokens},
           {"forced_tokens", c.forced_tokens},   {"forward_passes", c.forward_passes},
           {"images_encoded", c.images_encoded}, {"judge_calls", c.judge_calls},
           {"scorer_calls", c.scorer_calls},     {"seconds", c.seconds}};
 }
+
+namespace {
 
 decode::Counters counters_from(const json& j) {
   decode::Counters c;

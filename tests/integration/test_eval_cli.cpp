@@ -186,6 +186,14 @@ TEST_CASE("eval --score-only scores our predictions and VLMEvalKit prediction ta
   auto bad = test::run_command(test::cli() + " eval --score-only " + test::shell_quote(dir + "/ours.jsonl") +
                                " --benchmark MMStar");
   CHECK(bad.exit_code == 2);
+  // A judge endpoint in the config is refused, not ignored: judges are not built yet.
+  auto judge = test::run_command(test::cli() + " eval --score-only " + test::shell_quote(dir + "/ours.jsonl") +
+                                 " --benchmark MMStar --data " + test::shell_quote(dir + "/MMStar.tsv") + " --out " +
+                                 test::shell_quote(dir + "/out3") +
+                                 " --set eval.judge=endpoint --set eval.judge_endpoint=http://127.0.0.1:9/v1");
+  CHECK(judge.exit_code == 2);
+  CHECK_THAT(judge.output, Contains("eval.judge"));
+  CHECK_FALSE(stdfs::exists(dir + "/out3/results.json"));
 }
 
 TEST_CASE("eval splits the questions across ranks under launch and rank 0 merges them", "[cli][eval]") {

@@ -4,6 +4,8 @@
 // compute) and one CSV per benchmark; plus re-scoring of an existing predictions file without a model.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -14,6 +16,9 @@
 #include "llavacot/eval/scoring.h"
 
 namespace llavacot::eval {
+
+/// The compute of an answer as the JSON object predictions.jsonl, results.json and `generate --json` carry.
+nlohmann::json counters_json(const decode::Counters& counters);
 
 /// One prediction (a line of predictions.jsonl).
 struct Prediction {
