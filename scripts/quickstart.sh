@@ -47,9 +47,13 @@ echo "question about $image:"
 "$bin" generate --config configs/decode/swires.yaml --model runs/demo/final --image "$image" \
   --prompt "How many shapes are there?" --set decode.max_new_tokens=128
 
-# Evaluation of the demo model on the six demo benchmarks (20 questions each, no judge model).
+# Evaluation of the demo model on the six demo benchmarks (20 questions each, no judge model), then scored
+# again with the demo model as a local judge (nothing is decoded twice: the predictions are reused), which also
+# gives MM-Vet a score. A real run would use configs/eval/judge-openai.yaml or a stronger local judge.
 "$bin" eval --config configs/eval/demo.yaml --config configs/decode/greedy.yaml --set eval.limit=20 \
   --set decode.max_new_tokens=256
+"$bin" eval --config configs/eval/demo.yaml --config configs/decode/greedy.yaml --set eval.limit=20 \
+  --set decode.max_new_tokens=256 --config configs/eval/judge-local.yaml --set eval.judge_max_tokens=16
 echo "evaluation report: runs/demo-eval/results.md"
 
 # The stage below lands with a later milestone (export); until then

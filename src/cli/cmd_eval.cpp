@@ -14,15 +14,22 @@ namespace llavacot::cli {
 
 namespace {
 
-void print_summary(const eval::EvalReport& r, const std::string& dir) {
+void print_summary(const eval::EvalReport& r, const std::string& dir, const std::string& answer_source) {
   std::printf("%-22s %12s %12s\n", "benchmark", "full", "conclusion");
   for (size_t i = 0; i < r.full.size(); ++i) {
     const auto& f = r.full[i];
-    const bool none = f.benchmark == "MMVet" && f.needs_judge;
-    std::printf("%-22s %12s %12s%s\n", f.benchmark.c_str(), none ? "n/a" : std::to_string(f.headline).substr(0, 6).c_str(),
-                none ? "n/a" : std::to_string(r.conclusion[i].headline).substr(0, 6).c_str(),
+    auto cell = [&](const eval::BenchmarkScore& s, bool wanted) {
+      const bool none = (s.benchmark == "MMVet" && s.needs_judge) || s.benchmark == "MMBench_TEST_EN_V11";
+      return !wanted ? std::string("-") : none ? std::string("n/a") : std::to_string(s.headline).substr(0, 6);
+    };
+    std::printf("%-22s %12s %12s%s\n", f.benchmark.c_str(), cell(f, answer_source != "conclusion").c_str(),
+                cell(r.conclusion[i], answer_source != "full").c_str(),
                 f.note.empty() ? "" : ("   (" + f.note + ")").c_str());
   }
+  if (!r.judge.empty())
+    std::printf("judge: %s (%lld calls, %lld from the cache, %lld failed)\n", r.judge.c_str(),
+                static_cast<long long>(r.judge_stats.calls), static_cast<long long>(r.judge_stats.cached),
+                static_cast<long long>(r.judge_stats.failed));
   std::printf("reports: %s/results.md, results.json, <benchmark>.csv\n", dir.c_str());
 }
 
@@ -51,25 +58,30 @@ void register_eval(CLI::App& app) {
     }
     Config cfg;
     if (resolve_config(ca, cfg)) return;
-    // Judge models are not built yet: a configured one must not be ignored in silence.
-    LLAVACOT_CHECK(cfg.eval.judge == "rules", ConfigError, "eval.judge: '", cfg.eval.judge,
-                   "' is not available yet; only rules (VLMEvalKit's exact matching) scores answers for now");
-    const auto version = eval::parse_rule_version(cfg.eval.matcher_version);
     if (!args->score_only.empty()) {
       LLAVACOT_CHECK(!args->benchmark.empty() && !args->data.empty() && !args->out.empty(), UsageError,
                      "--score-only needs --benchmark NAME, --data TSV and --out DIR");
-      auto r = eval::score_only(args->score_only, args->benchmark, args->data, args->out, cfg.eval.answer_source, version);
-      print_summary(r, args->out);
+      // No model is decoded here; a local judge without judge_model judges with --model when one is given.
+      std::shared_ptr<decode::Engine> engine;
+      if (cfg.eval.judge == "local" && cfg.eval.judge_model.empty() && !args->model.empty()) engine = decode::load_engine(cfg);
+      auto judge = eval::make_judge(cfg, engine);
+      auto r = eval::score_only(args->score_only, args->benchmark, args->data, args->out, cfg.eval, judge.get(),
+                                static_cast<uint64_t>(cfg.run.seed));
+      print_summary(r, args->out, cfg.eval.answer_source);
       return;
     }
+    eval::parse_rule_version(cfg.eval.matcher_version);
     if (cfg.run.threads > 0) torch::set_num_threads(static_cast<int>(cfg.run.threads));
     const auto world = dist::world_from_env();
     decode::Decoder decoder(cfg);
+    // The judge is made before decoding starts, so a missing key or model stops the run at once.
+    auto judge = world.rank == 0 ? eval::make_judge(cfg, decoder.engine_ptr()) : nullptr;
     eval::RunOptions o;
     o.rank = world.rank;
     o.world = world.world;
+    o.judge = judge.get();
     auto r = eval::run_eval(cfg, decoder, o);
-    if (world.rank == 0) print_summary(r, cfg.run.output_dir);
+    if (world.rank == 0) print_summary(r, cfg.run.output_dir, cfg.eval.answer_source);
   });
 }
 

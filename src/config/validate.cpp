@@ -153,9 +153,16 @@ Problems EvalConfig::validate() const {
   check_choice(p, "answer_source", answer_source, {"full", "conclusion", "both"});
   check_choice(p, "matcher_version", matcher_version, {"2024", "2025-08", "2026-06"});
   check_min(p, "limit", limit, 0);
-  check_min(p, "batch_size", batch_size, 1);
-  check_choice(p, "judge", judge, {"rules", "endpoint"});
-  if (judge == "endpoint" && judge_endpoint.empty()) p.push_back("judge_endpoint: required when judge is endpoint");
+  check_choice(p, "judge", judge, {"none", "local", "openai"});
+  if (judge == "openai") {
+    if (judge_model.empty()) p.push_back("judge_model: required when judge is openai (e.g. gpt-4o-mini)");
+    if (judge_endpoint.rfind("http://", 0) != 0 && judge_endpoint.rfind("https://", 0) != 0)
+      p.push_back(str_cat("judge_endpoint: '", judge_endpoint, "' is not an http:// or https:// URL"));
+  }
+  if (!(judge_timeout_s > 0)) p.push_back("judge_timeout_s: must be > 0");
+  check_min(p, "judge_retries", judge_retries, 0);
+  check_min(p, "judge_concurrency", judge_concurrency, 1);
+  check_min(p, "judge_max_tokens", judge_max_tokens, 0);
   return p;
 }
 

@@ -15,7 +15,7 @@ namespace llavacot::decode {
 
 namespace stdfs = std::filesystem;
 
-Decoder::Decoder(const Config& cfg) {
+std::shared_ptr<Engine> load_engine(const Config& cfg) {
   const auto shapes = model::load_preset(cfg.model.preset);
   const auto tokenizer_path = model::tokenizer_path_for(cfg.model);
   std::shared_ptr<const text::Tokenizer> tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);
@@ -27,9 +27,10 @@ Decoder::Decoder(const Config& cfg) {
   m->eval();
   if (cfg.model.weights.empty())
     LOG_WARN("decode", "model.weights is empty: decoding with randomly initialised weights (seed ", cfg.run.seed, ")");
-  engine_ = std::make_shared<Engine>(m, tok);
-  build(cfg.decode);
+  return std::make_shared<Engine>(m, tok);
 }
+
+Decoder::Decoder(const Config& cfg) : engine_(load_engine(cfg)) { build(cfg.decode); }
 
 Decoder::Decoder(std::shared_ptr<Engine> engine, const DecodeConfig& decode) : engine_(std::move(engine)) { build(decode); }
 

@@ -26,17 +26,21 @@ const std::vector<std::string>& PromptTemplates::names() {
   return n;
 }
 
-PromptTemplates PromptTemplates::load(const std::string& dir) {
+PromptTemplates PromptTemplates::load(const std::string& dir) { return load_set(built_in(), names(), dir, "decode.prompts_dir"); }
+
+PromptTemplates PromptTemplates::load_set(const std::map<std::string, std::string>& built_in,
+                                          const std::vector<std::string>& names, const std::string& dir,
+                                          const std::string& key) {
   PromptTemplates t;
-  for (const auto& name : names()) {
-    auto it = built_in().find(name);
-    LLAVACOT_CHECK(it != built_in().end(), RuntimeError, "the built-in prompt template '", name, "' is missing");
+  for (const auto& name : names) {
+    auto it = built_in.find(name);
+    LLAVACOT_CHECK(it != built_in.end(), RuntimeError, "the built-in prompt template '", name, "' is missing");
     t.text_[name] = it->second;
     t.sources_[name] = "built-in";
   }
   if (dir.empty()) return t;
-  LLAVACOT_CHECK(std::filesystem::is_directory(dir), ConfigError, "decode.prompts_dir: '", dir, "' is not a directory");
-  for (const auto& name : names()) {
+  LLAVACOT_CHECK(std::filesystem::is_directory(dir), ConfigError, key, ": '", dir, "' is not a directory");
+  for (const auto& name : names) {
     const auto path = (std::filesystem::path(dir) / (name + ".txt")).string();
     if (!std::filesystem::exists(path)) continue;
     std::ifstream in(path, std::ios::binary);

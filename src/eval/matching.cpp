@@ -259,4 +259,11 @@ std::string yes_no_extraction(const std::string& output, RuleVersion version) {
   return "Unknown";
 }
 
+std::string strip_ascii(const std::string& s) {
+  const char* ws = " \t\n\r\f\v";
+  const size_t a = s.find_first_not_of(ws);
+  if (a == std::string::npos) return {};
+  return s.substr(a, s.find_last_not_of(ws) - a + 1);
+}
+
 }  // namespace llavacot::eval

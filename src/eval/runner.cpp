@@ -82,7 +82,7 @@ json score_json(const BenchmarkScore& s) {
   json table = json::array();
   for (const auto& r : s.table) table.push_back({{"name", r.name}, {"values", r.values}});
   return {{"headline", s.headline}, {"needs_judge", s.needs_judge}, {"note", s.note}, {"missing", s.missing},
-          {"table", table}};
+          {"judged", s.judged}, {"judge_failed", s.judge_failed}, {"table", table}};
 }
 
 // Benchmarks with a score (MM-Vet has none without a judge).
@@ -175,9 +175,14 @@ PredictionFile read_predictions(const std::string& path, const std::string& benc
 }
 
 EvalReport score_predictions(const std::vector<const Benchmark*>& benchmarks, const std::vector<Prediction>& predictions,
-                             RuleVersion version) {
+                             RuleVersion version, JudgeSession* judge, const std::string& answer_source) {
   EvalReport r;
   r.matcher_version = rule_version_name(version);
+  if (judge != nullptr) {
+    r.judge = judge->judge().name();
+    r.judge_prompts = judge->templates().sources();
+    LOG_INFO("eval", "scoring with the judge ", r.judge);
+  }
   for (const auto& p : predictions) {
     r.compute += p.compute;
     r.questions += 1;
@@ -190,9 +195,10 @@ EvalReport score_predictions(const std::vector<const Benchmark*>& benchmarks, co
         full[p.index] = answer_text(p.prediction, false);
         concl[p.index] = answer_text(p.prediction, true);
       }
-    r.full.push_back(score_benchmark(*b, full, version));
-    r.conclusion.push_back(score_benchmark(*b, concl, version));
+    r.full.push_back(score_benchmark(*b, full, version, answer_source != "conclusion" ? judge : nullptr));
+    r.conclusion.push_back(score_benchmark(*b, concl, version, answer_source != "full" ? judge : nullptr));
   }
+  if (judge != nullptr) r.judge_stats = judge->judge().stats;
   return r;
 }
 
@@ -215,6 +221,15 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
                {"answer_source", answer_source},
                {"benchmarks", bench},
                {"average", {{"full", avg_full}, {"conclusion", avg_concl}, {"benchmarks_averaged", n_full}}},
+               {"judge", r.judge.empty() ? json(nullptr)
+                                         : json{{"name", r.judge},
+                                                {"calls", r.judge_stats.calls},
+                                                {"cached", r.judge_stats.cached},
+                                                {"failed", r.judge_stats.failed},
+                                                {"prompt_tokens", r.judge_stats.prompt_tokens},
+                                                {"completion_tokens", r.judge_stats.completion_tokens},
+                                                {"seconds", r.judge_stats.seconds},
+                                                {"prompts", r.judge_prompts}}},
                {"questions", r.questions},
                {"compute", counters_json(r.compute)},
                {"compute_per_question",
@@ -226,7 +241,13 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
   // results.md: the paper's table layout, one row per answer source.
   std::ostringstream md;
   md << "# Evaluation results\n\nStrategy: `" << (r.strategy.empty() ? "unknown" : r.strategy)
-     << "`; VLMEvalKit matching rules " << r.matcher_version << "; no judge model (exact matching).\n\n";
+     << "`; VLMEvalKit matching rules " << r.matcher_version << "; ";
+  if (r.judge.empty()) {
+    md << "no judge model (exact matching).\n\n";
+  } else {
+    md << "judge: " << r.judge << " (" << r.judge_stats.calls << " calls, " << r.judge_stats.cached << " replies from the cache, "
+       << r.judge_stats.failed << " failed calls).\n\n";
+  }
   md << "| answer from |";
   for (const auto& s : r.full) md << " " << s.benchmark << " |";
   md << " Average |\n|---|";
@@ -244,6 +265,12 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
     if (!s.note.empty()) md << "- " << s.benchmark << ": " << s.note << (s.needs_judge && scored(s) ? " (*)" : "") << "\n";
   for (const auto& s : r.full)
     if (s.missing > 0) md << "- " << s.benchmark << ": " << s.missing << " questions have no prediction (counted wrong)\n";
+  for (const auto& s : r.full)
+    if (s.judged > 0)
+      md << "- " << s.benchmark << ": the judge was asked about " << s.judged << " answers (full output); every try failed for "
+         << s.judge_failed << (s.benchmark == "MMVet" ? " (scored 0)" : s.benchmark == "MathVista_MINI" ? " (counted wrong)"
+                               : s.benchmark == "HallusionBench" ? " (left Unknown)" : " (a random letter drawn, as VLMEvalKit does)")
+         << "\n";
   md << "\nCompute: " << r.questions << " questions, " << fmt(static_cast<double>(r.compute.generated_tokens) / q)
      << " generated tokens, " << fmt(static_cast<double>(r.compute.forward_passes) / q) << " forward passes and "
      << fmt(r.compute.seconds / q, 2) << " s per question (" << duration(r.compute.seconds) << " in all).\n";
@@ -312,7 +339,8 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
     for (const auto& rs : r.full[i].rows) full_rows[rs.index] = &rs;
     for (const auto& rs : r.conclusion[i].rows) concl_rows[rs.index] = &rs;
     std::ostringstream csv;
-    csv << "index,answer,prediction,extracted_full,score_full,extracted_conclusion,score_conclusion\n";
+    csv << "index,answer,prediction,extracted_full,score_full,how_full,judge_reply_full,extracted_conclusion,"
+           "score_conclusion,how_conclusion,judge_reply_conclusion\n";
     for (const auto& item : b->items()) {
       auto p = by_index.find(item.index);
       auto f = full_rows.find(item.index);
@@ -321,8 +349,12 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
           << csv_cell(p == by_index.end() ? "" : p->second->prediction) << ","
           << csv_cell(f == full_rows.end() ? "" : f->second->extracted) << ","
           << (f == full_rows.end() ? 0.0 : f->second->score) << ","
+          << csv_cell(f == full_rows.end() ? "" : f->second->how) << ","
+          << csv_cell(f == full_rows.end() ? "" : f->second->judge_reply) << ","
           << csv_cell(c == concl_rows.end() ? "" : c->second->extracted) << ","
-          << (c == concl_rows.end() ? 0.0 : c->second->score) << "\n";
+          << (c == concl_rows.end() ? 0.0 : c->second->score) << ","
+          << csv_cell(c == concl_rows.end() ? "" : c->second->how) << ","
+          << csv_cell(c == concl_rows.end() ? "" : c->second->judge_reply) << "\n";
     }
     fs::write_file_atomic(dir + "/" + b->info().name + ".csv", csv.str());
   }
@@ -444,13 +476,17 @@ EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOption
   }
   std::vector<const Benchmark*> ptrs;
   for (const auto& b : loaded) ptrs.push_back(&b);
-  auto report = score_predictions(ptrs, all, version);
+  std::unique_ptr<JudgeSession> session;
+  if (o.judge != nullptr)
+    session = std::make_unique<JudgeSession>(*o.judge, ec, dir + "/judge_cache.jsonl", static_cast<uint64_t>(cfg.run.seed));
+  auto report = score_predictions(ptrs, all, version, session.get(), ec.answer_source);
   write_reports(dir, report, ptrs, all, ec.answer_source);
   return report;
 }
 
 EvalReport score_only(const std::string& predictions_path, const std::string& name, const std::string& tsv_path,
-                      const std::string& out_dir, const std::string& answer_source, RuleVersion version) {
+                      const std::string& out_dir, const EvalConfig& eval, Judge* judge, uint64_t seed) {
+  const auto version = parse_rule_version(eval.matcher_version);
   const auto& info = benchmark_info(name);
   const Benchmark b = Benchmark::load(info.name, tsv_path);
   auto file = read_predictions(predictions_path, info.name);
@@ -461,8 +497,11 @@ EvalReport score_only(const std::string& predictions_path, const std::string& na
       mine.push_back(std::move(p));
     }
   LLAVACOT_CHECK(!mine.empty(), FormatError, predictions_path, ": no predictions for ", info.name);
-  auto report = score_predictions({&b}, mine, version);
-  write_reports(out_dir, report, {&b}, mine, answer_source);
+  fs::create_dirs(out_dir);
+  std::unique_ptr<JudgeSession> session;
+  if (judge != nullptr) session = std::make_unique<JudgeSession>(*judge, eval, out_dir + "/judge_cache.jsonl", seed);
+  auto report = score_predictions({&b}, mine, version, session.get(), eval.answer_source);
+  write_reports(out_dir, report, {&b}, mine, eval.answer_source);
   return report;
 }
 

@@ -92,6 +92,36 @@ TEST_CASE("eval runs the six demo benchmarks and writes predictions and reports"
   CHECK_THAT(text, Contains("| answer from |") && Contains("<CONCLUSION>") &&
                        Contains("Compute: " + std::to_string(preds.size()) + " questions"));
   CHECK_THAT(r.output, Contains("HallusionBench"));
+
+  // The same run with the evaluated model as a local judge: nothing is decoded again (every prediction is in
+  // predictions.jsonl), the judge answers what the rules leave open and MM-Vet gets a score.
+  const std::string judged = "--set eval.limit=3 --set eval.judge=local --set eval.judge_max_tokens=4";
+  auto l = test::run_command(eval_cmd(out, "greedy.yaml", judged));
+  INFO(l.output);
+  REQUIRE(l.exit_code == 0);
+  CHECK(lines(out + "/predictions.jsonl").size() == preds.size());
+  std::ifstream in2(out + "/results.json");
+  auto jl = nlohmann::json::parse(in2);
+  CHECK(jl["judge"]["name"] == "local (the evaluated model)");
+  CHECK(jl["judge"]["calls"].get<int64_t>() > 0);
+  CHECK(jl["benchmarks"]["MMVet"]["full"]["needs_judge"] == false);
+  CHECK(jl["benchmarks"]["MMVet"]["full"]["judged"].get<int64_t>() == per_benchmark["MMVet"]);
+  const double mmvet = jl["benchmarks"]["MMVet"]["full"]["headline"];
+  CHECK(mmvet >= 0);
+  CHECK(mmvet <= 100);
+  CHECK(jl["average"]["benchmarks_averaged"] == 6);
+  std::ifstream csv(out + "/MMVet.csv");
+  std::string header;
+  std::getline(csv, header);
+  CHECK_THAT(header, Contains("how_full") && Contains("judge_reply_full"));
+  // A third run asks nothing: every reply comes from judge_cache.jsonl.
+  auto again = test::run_command(eval_cmd(out, "greedy.yaml", judged));
+  REQUIRE(again.exit_code == 0);
+  std::ifstream in3(out + "/results.json");
+  auto ja = nlohmann::json::parse(in3);
+  CHECK(ja["judge"]["calls"] == 0);
+  CHECK(ja["judge"]["cached"].get<int64_t>() > 0);
+  CHECK(ja["benchmarks"]["MMVet"]["full"]["headline"].get<double>() == Approx(mmvet));
 }
 
 TEST_CASE("eval with swires on the demo benchmarks", "[cli][eval]") {
@@ -186,7 +216,7 @@ TEST_CASE("eval --score-only scores our predictions and VLMEvalKit prediction ta
   auto bad = test::run_command(test::cli() + " eval --score-only " + test::shell_quote(dir + "/ours.jsonl") +
                                " --benchmark MMStar");
   CHECK(bad.exit_code == 2);
-  // A judge endpoint in the config is refused, not ignored: judges are not built yet.
+  // An unknown judge kind is refused before anything is written.
   auto judge = test::run_command(test::cli() + " eval --score-only " + test::shell_quote(dir + "/ours.jsonl") +
                                  " --benchmark MMStar --data " + test::shell_quote(dir + "/MMStar.tsv") + " --out " +
                                  test::shell_quote(dir + "/out3") +
@@ -244,4 +274,105 @@ TEST_CASE("eval --score-only writes an MMBench test submission table", "[cli][ev
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK_THAT(text, Contains("\"5\"\t\"q5\"\t\"\"\t\"cat\"\t\"dog\"") && Contains("\"B\"\n") && Contains("\"1000005\""));
   CHECK_THAT(text, Contains("\"cat\"\t\"B\"\n"));  // "cat" is option B of the rotated copy
+}
+
+TEST_CASE("the openai judge against a stub server: replies, key handling, retries, malformed replies, timeouts",
+          "[cli][eval][judge]") {
+  const auto dir = test::fresh_dir("eval_cli_openai_" + std::to_string(::getpid()));
+  const auto b64 = std::string(100, 'Q');
+  {
+    std::ofstream f(dir + "/MMStar.tsv");
+    f << "index\tquestion\tA\tB\tanswer\tcategory\timage\n"
+      << "1\tq1\tcat\tdog\tA\tmath\t" << b64 << "\n"
+      << "2\tq2\tcat\tdog\tB\tmath\t" << b64 << "\n"
+      << "3\tq3\tcat\tdog\tA\tscience\t" << b64 << "\n";
+  }
+  {
+    std::ofstream f(dir + "/preds.jsonl");
+    f << "{\"index\": 1, \"prediction\": \"A\"}\n"
+      << "{\"index\": 2, \"prediction\": \"the second animal\"}\n"
+      << "{\"index\": 3, \"prediction\": \"hard to say\"}\n";
+  }
+  const auto log = dir + "/requests.jsonl";
+  test::StubServer server(log);
+  auto score = [&](const std::string& out, const std::string& mode, const std::string& env, const std::string& extra) {
+    return test::run_command(env + " " + test::cli() + " eval --score-only " + test::shell_quote(dir + "/preds.jsonl") +
+                             " --benchmark MMStar --data " + test::shell_quote(dir + "/MMStar.tsv") + " --out " +
+                             test::shell_quote(dir + "/" + out) + " --set eval.judge=openai --set eval.judge_model=stub-judge" +
+                             " --set eval.judge_endpoint=" + server.url("/" + mode + "/v1") +
+                             " --set eval.judge_api_key_env=LLAVACOT_TEST_JUDGE_KEY --set eval.answer_source=full " + extra);
+  };
+  auto results = [&](const std::string& out) {
+    std::ifstream in(dir + "/" + out + "/results.json");
+    return nlohmann::json::parse(in);
+  };
+  const std::string key = "LLAVACOT_TEST_JUDGE_KEY=sk-test-secret";
+
+  // Rows 2 and 3 are open for the rules; the stub's matcher answers B for both: row 2 right, row 3 wrong.
+  auto ok = score("ok", "ok", key, "");
+  INFO(ok.output);
+  REQUIRE(ok.exit_code == 0);
+  auto j = results("ok");
+  CHECK(j["benchmarks"]["MMStar"]["full"]["headline"].get<double>() == Approx(200.0 / 3));
+  CHECK(j["judge"]["name"] == "openai stub-judge at " + server.url("/ok/v1/chat/completions"));
+  CHECK(j["judge"]["calls"] == 2);
+  CHECK(j["judge"]["failed"] == 0);
+  CHECK(j["judge"]["completion_tokens"] == 2);
+  {
+    std::ifstream in(log);
+    int n = 0;
+    for (std::string l; std::getline(in, l); ++n) {
+      auto r = nlohmann::json::parse(l);
+      CHECK(r["model"] == "stub-judge");
+      CHECK(r["temperature"] == 0);
+      CHECK(r["max_tokens"] == 2048);
+      CHECK(r["authorized"] == true);
+    }
+    CHECK(n == 2);
+  }
+  // The key is sent but never written: not in the output, not in any report or cache file.
+  CHECK(ok.output.find("sk-test-secret") == std::string::npos);
+  for (const auto& e : stdfs::directory_iterator(dir + "/ok")) {
+    std::ifstream in(e.path());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(text.find("sk-test-secret") == std::string::npos);
+  }
+  // Scoring again asks nothing: the replies are in the cache.
+  auto cached = score("ok", "ok", key, "");
+  REQUIRE(cached.exit_code == 0);
+  CHECK(results("ok")["judge"]["calls"] == 0);
+  CHECK(results("ok")["judge"]["cached"] == 2);
+
+  // A wrong key stops the run with an error naming the variable, not the key; an unset variable too.
+  auto wrong = score("wrong", "ok", "LLAVACOT_TEST_JUDGE_KEY=sk-wrong", "");
+  CHECK(wrong.exit_code != 0);
+  CHECK_THAT(wrong.output, Contains("LLAVACOT_TEST_JUDGE_KEY") && Contains("401"));
+  CHECK(wrong.output.find("sk-wrong") == std::string::npos);
+  auto unset = score("unset", "ok", "env -u LLAVACOT_TEST_JUDGE_KEY", "");
+  CHECK(unset.exit_code == 2);
+  CHECK_THAT(unset.output, Contains("LLAVACOT_TEST_JUDGE_KEY") && Contains("not set"));
+
+  // Every other request fails with 503: the retries get the same replies.
+  auto flaky = score("flaky", "flaky", key, "--set eval.judge_retries=2");
+  INFO(flaky.output);
+  REQUIRE(flaky.exit_code == 0);
+  CHECK(results("flaky")["benchmarks"]["MMStar"]["full"]["headline"].get<double>() == Approx(200.0 / 3));
+  CHECK(results("flaky")["judge"]["failed"] == 0);
+
+  // Replies that are not chat completions: retried, then the call fails; 3 tries per row, then a drawn letter.
+  auto bad = score("malformed", "malformed", key, "--set eval.judge_retries=1");
+  INFO(bad.output);
+  REQUIRE(bad.exit_code == 0);
+  CHECK_THAT(bad.output, Contains("not a chat completion"));
+  auto jb = results("malformed");
+  CHECK(jb["judge"]["calls"] == 6);
+  CHECK(jb["judge"]["failed"] == 6);
+  CHECK(jb["benchmarks"]["MMStar"]["full"]["judge_failed"] == 2);
+
+  // A server slower than judge_timeout_s: each call times out and fails; the run still finishes.
+  auto slow = score("slow", "slow", key, "--set eval.judge_timeout_s=0.5 --set eval.judge_retries=0");
+  INFO(slow.output);
+  REQUIRE(slow.exit_code == 0);
+  CHECK(results("slow")["judge"]["failed"] == 6);
+  CHECK_THAT(slow.output, Contains("judge call failed"));
 }

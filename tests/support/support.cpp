@@ -5,12 +5,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 
 #include <array>
 #include <cstdio>
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
+#include <thread>
 
 namespace llavacot::test {
 
@@ -86,6 +90,32 @@ std::string demo_train_args(const std::string& demo, const std::string& run_dir)
          shell_quote(demo + "/train.jsonl") + " --set data.image_root=" + shell_quote(demo + "/images") +
          " --set model.tokenizer=" + shell_quote(demo + "/tokenizer.json") + " --set run.output_dir=" +
          shell_quote(run_dir) + " --set run.threads=1 --set data.num_workers=1 --set train.log_every=1";
+}
+
+StubServer::StubServer(const std::string& request_log) {
+  static int count = 0;
+  const auto dir = fresh_dir("stub_http_" + std::to_string(::getpid()) + "_" + std::to_string(count++));
+  port_file_ = dir + "/port";
+  const std::string args = shell_quote(port_file_) + (request_log.empty() ? "" : " " + shell_quote(request_log));
+  const std::string command = python_script_command("tests/support/stub_http.py", args);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::setpgid(0, 0);
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 200 && port_.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream in(port_file_);
+    std::getline(in, port_);
+  }
+  if (port_.empty()) throw std::runtime_error("the stub HTTP server did not start (" + command + ")");
+}
+
+StubServer::~StubServer() {
+  ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
 }
 
 TrainedDemo train_demo_model(const std::string& tag, int64_t records, int64_t steps) {

@@ -45,6 +45,22 @@ struct TrainedDemo {
 };
 TrainedDemo train_demo_model(const std::string& tag, int64_t records, int64_t steps);
 
+/// The stub HTTP server (tests/support/stub_http.py: the reward protocol and OpenAI chat completions) on a free
+/// loopback port, started by the constructor (throws when it does not come up) and killed on destruction.
+/// With `request_log`, every chat request is appended there as a JSON line.
+class StubServer {
+ public:
+  explicit StubServer(const std::string& request_log = "");
+  ~StubServer();
+  StubServer(const StubServer&) = delete;
+  StubServer& operator=(const StubServer&) = delete;
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + port_ + path; }
+
+ private:
+  int pid_ = -1;
+  std::string port_file_, port_;
+};
+
 /// The built `llavacot` executable.
 std::string cli();
 

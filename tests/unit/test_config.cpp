@@ -100,6 +100,21 @@ TEST_CASE("validate reports every problem at once", "[config]") {
   }
 }
 
+TEST_CASE("judge settings are checked", "[config]") {
+  auto problems = [](std::vector<std::string> sets) { return config::load({}, sets).problems(); };
+  CHECK(problems({"eval.judge=local"}).empty());
+  CHECK(problems({"eval.judge=openai", "eval.judge_model=gpt-4o-mini"}).empty());
+  auto p = problems({"eval.judge=openai"});
+  REQUIRE(p.size() == 1);
+  CHECK_THAT(p[0], Contains("eval.judge_model"));
+  p = problems({"eval.judge=openai", "eval.judge_model=m", "eval.judge_endpoint=api.example.com/v1",
+                "eval.judge_timeout_s=0", "eval.judge_concurrency=0"});
+  CHECK(p.size() == 3);
+  p = problems({"eval.judge=rules"});
+  REQUIRE(p.size() == 1);
+  CHECK_THAT(p[0], Contains("none, local, openai"));
+}
+
 TEST_CASE("the dump reloads to the same config", "[config]") {
   Config cfg = config::load({}, {"train.lr=3.3e-5", "decode.stop=['</CAPTION>', 'a: b', '']",
                                  "eval.prompts.mmstar=Answer: {question}", "run.name=true", "model.weights=''",

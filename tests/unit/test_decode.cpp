@@ -684,46 +684,8 @@ TEST_CASE("every strategy runs end to end on the tiny model through EnginePolicy
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------
-namespace {
-
-// The stub reward server (tests/support/stub_http.py) on a free loopback port, killed on destruction.
-class StubServer {
- public:
-  StubServer() {
-    const auto dir = test::fresh_dir("decode_stub_" + std::to_string(::getpid()));
-    port_file_ = dir + "/port";
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::setpgid(0, 0);
-      ::execl("/bin/sh", "sh", "-c",
-              test::python_script_command("tests/support/stub_http.py", test::shell_quote(port_file_)).c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    for (int i = 0; i < 200 && port_.empty(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      std::ifstream in(port_file_);
-      std::getline(in, port_);
-    }
-    REQUIRE_FALSE(port_.empty());
-  }
-  ~StubServer() {
-    ::kill(-pid_, SIGKILL);
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  std::string url(const std::string& path) const { return "http://127.0.0.1:" + port_ + path; }
-
- private:
-  pid_t pid_ = -1;
-  std::string port_file_, port_;
-};
-
-}  // namespace
-
 TEST_CASE("http scorer: the protocol against a stub server (success, retries, malformed reply, timeout)", "[decode]") {
-  StubServer server;
+  test::StubServer server;
   FakePolicy p;
   auto nodes = p.expand({0, 0}, "</SUMMARY>", true);
   auto caps = p.expand({nodes[0], nodes[1], nodes[0]}, "</CAPTION>", true);

@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 
 #include "llavacot/eval/benchmark.h"
+#include "llavacot/eval/judge.h"
 #include "llavacot/eval/matching.h"
 #include "llavacot/eval/scoring.h"
 #include "llavacot/eval/tsv.h"
@@ -435,4 +437,256 @@ TEST_CASE("benchmark files with problems are refused with the file and line", "[
   }
   CHECK_THROWS_AS(benchmark_info("MMMU"), ConfigError);
   CHECK(benchmark_info("mmstar").name == "MMStar");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scoring with a judge: a scripted judge stands in for the model, so the flows (which rows are asked, how many
+// tries at which temperatures, what the replies decide, the fallbacks) are checked exactly.
+
+namespace {
+
+class ScriptedJudge : public Judge {
+ public:
+  explicit ScriptedJudge(std::function<std::string(const JudgeQuery&)> reply, bool deterministic = false)
+      : reply_(std::move(reply)), deterministic_(deterministic) {}
+  std::string name() const override { return "scripted"; }
+  bool deterministic() const override { return deterministic_; }
+  std::vector<std::string> ask(const std::vector<JudgeQuery>& queries) override {
+    std::vector<std::string> out;
+    for (const auto& q : queries) {
+      seen.push_back(q);
+      out.push_back(reply_(q));
+    }
+    return out;
+  }
+  std::vector<JudgeQuery> seen;
+
+ private:
+  std::function<std::string(const JudgeQuery&)> reply_;
+  bool deterministic_;
+};
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+std::vector<double> temperatures(const std::vector<JudgeQuery>& seen, const std::string& part) {
+  std::vector<double> t;
+  for (const auto& q : seen)
+    if (has(q.prompt, part)) t.push_back(q.temperature);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("judged multiple choice: 3 tries at temperature 0, then a seeded random letter", "[eval][judge]") {
+  auto path = write_tsv("MMStar_j", {{"index", "question", "A", "B", "C", "D", "answer", "category", "image"},
+                                     {"1", "Which animal?", "cat", "dog", "bird", "fish", "A", "math", kImage},
+                                     {"2", "Which pet?", "cat", "dog", "bird", "fish", "B", "math", kImage},
+                                     {"3", "Which one?", "cat", "dog", "bird", "fish", "C", "math", kImage},
+                                     {"4", "Which again?", "cat", "dog", "bird", "fish", "D", "math", kImage}});
+  auto b = Benchmark::load("MMStar", path);
+  const std::map<std::string, std::string> preds{{"1", "A"}, {"2", "hmm, the loyal one"}, {"3", "no idea at all"}};
+  ScriptedJudge judge([](const JudgeQuery& q) { return has(q.prompt, "loyal") ? std::string("The answer is B.") : "unsure"; });
+  EvalConfig ec;
+  ec.judge_max_tokens = 16;
+  JudgeSession session(judge, ec, "", 7);
+  auto s = score_benchmark(b, preds, RuleVersion::k2024, &session);
+  // Row 1 by the rules; row 2 judged B (right); row 3: 3 failed tries, then a drawn letter; row 4 has no
+  // prediction and is not asked about.
+  REQUIRE(judge.seen.size() == 4);
+  CHECK(temperatures(judge.seen, "no idea") == std::vector<double>{0, 0, 0});
+  CHECK(judge.seen[0].max_tokens == 16);  // VLMEvalKit's 2048, capped by eval.judge_max_tokens
+  CHECK(has(judge.seen[0].prompt, "Which pet?"));
+  CHECK(has(judge.seen[0].prompt, "A. cat\nB. dog\nC. bird\nD. fish\n"));
+  CHECK(s.rows[0].how == "rules");
+  CHECK(s.rows[1].how == "judge");
+  CHECK(s.rows[1].extracted == "B");
+  CHECK(s.rows[1].judge_reply == "The answer is B.");
+  CHECK(s.rows[2].how == "judge failed: random");
+  CHECK(std::string("ABCDZ").find(s.rows[2].extracted) != std::string::npos);
+  CHECK(s.rows[3].how == "missing");
+  CHECK(s.judged == 2);
+  CHECK(s.judge_failed == 1);
+  CHECK(s.headline == Approx(s.rows[2].extracted == "C" ? 75 : 50));
+  CHECK(s.judge == "scripted");
+  // The drawn letter is the same on a rerun (seeded), and a deterministic judge is asked each prompt once.
+  ScriptedJudge again([](const JudgeQuery& q) { return has(q.prompt, "loyal") ? std::string("B") : "unsure"; }, true);
+  JudgeSession session2(again, EvalConfig{}, "", 7);
+  auto s2 = score_benchmark(b, preds, RuleVersion::k2024, &session2);
+  CHECK(again.seen.size() == 2);
+  CHECK(again.seen[0].max_tokens == 2048);
+  CHECK(s2.rows[2].extracted == s.rows[2].extracted);
+}
+
+TEST_CASE("judged MMBench: prefetch failures end a group, open passes are judged in order until one is wrong",
+          "[eval][judge]") {
+  const std::vector<std::string> header{"index", "question", "A", "B", "answer", "image"};
+  auto path = write_tsv("MMBench_j", {header,
+                                      // group 1: pass 0 right by the rules, pass 1 open -> judged right
+                                      {"1", "g1", "x", "y", "A", kImage},
+                                      {"1000001", "g1", "y", "x", "B", "1"},
+                                      // group 2: both passes open; pass 0 judged wrong, pass 1 never asked
+                                      {"2", "g2", "x", "y", "A", kImage},
+                                      {"1000002", "g2", "y", "x", "B", "2"},
+                                      // group 3: pass 1 prefetched wrong -> 0 with no judge call
+                                      {"3", "g3", "x", "y", "A", kImage},
+                                      {"1000003", "g3", "y", "x", "B", "3"}});
+  auto b = Benchmark::load("MMBench_DEV_EN_V11", path);
+  const std::map<std::string, std::string> preds{{"1", "A"},         {"1000001", "open g1"}, {"2", "open g2 first"},
+                                                 {"1000002", "open g2"}, {"3", "maybe"},   {"1000003", "A"}};
+  ScriptedJudge judge([](const JudgeQuery& q) {
+    if (has(q.prompt, "open g1")) return std::string("B");
+    return std::string("B");  // group 2's pass 0 wants A
+  });
+  JudgeSession session(judge, EvalConfig{}, "", 0);
+  auto s = score_benchmark(b, preds, RuleVersion::k2024, &session);
+  REQUIRE(judge.seen.size() == 2);
+  CHECK(has(judge.seen[0].prompt, "open g1"));
+  CHECK(has(judge.seen[1].prompt, "open g2 first"));
+  CHECK(s.headline == Approx(100.0 / 3));
+  CHECK(s.judged == 2);
+  // Without a judge every group with an open pass fails.
+  CHECK(score_benchmark(b, preds, RuleVersion::k2024).headline == Approx(0));
+}
+
+TEST_CASE("judged HallusionBench: Unknown answers get 5 tries at rising temperature", "[eval][judge]") {
+  const std::vector<std::string> header{"index", "question", "answer", "category", "l2-category", "image"};
+  auto path = write_tsv("Hallusion_j", {header,
+                                        {"VD_figure_0_0_0_0", "Is it red?", "No", "VD", "VD_figure", kImage},
+                                        {"VD_figure_0_0_0_1", "Is it blue?", "Yes", "VD", "VD_figure", kImage},
+                                        {"VD_figure_0_0_1_0", "Is it big?", "Yes", "VD", "VD_figure", kImage}});
+  auto b = Benchmark::load("HallusionBench", path);
+  ScriptedJudge judge([](const JudgeQuery& q) { return has(q.prompt, "**No**") ? std::string("No.") : "It depends."; });
+  JudgeSession session(judge, EvalConfig{}, "", 0);
+  auto s = score_benchmark(b, {{"VD_figure_0_0_0_0", "**No**"}, {"VD_figure_0_0_0_1", "yes"}, {"VD_figure_0_0_1_0", "yes and no"}},
+                           RuleVersion::k2024, &session);
+  CHECK(temperatures(judge.seen, "**No**") == std::vector<double>{0});
+  CHECK(temperatures(judge.seen, "yes and no") == std::vector<double>{0, 0.5, 1.0, 1.5, 2.0});
+  CHECK(s.rows[0].extracted == "No");
+  CHECK(s.rows[2].extracted == "Unknown");
+  CHECK(s.rows[2].how == "judge failed");
+  CHECK(value(s, "Overall", "aAcc") == Approx(200.0 / 3));
+  CHECK(value(s, "Overall", "fAcc") == Approx(50));
+}
+
+TEST_CASE("judged MathVista: extraction with 5 tries, VLMEvalKit's final check", "[eval][judge]") {
+  const std::vector<std::string> header{"index", "question", "answer", "question_type", "answer_type", "choices",
+                                        "answer_option", "task", "skills", "image"};
+  auto path = write_tsv("MathVista_j", {header,
+                                        {"1", "qmc", "8/11", "multi_choice", "text", "['3/11', '8/11', '1/2']", "B", "t", "['s']", kImage},
+                                        {"2", "qint", "7", "free_form", "integer", "nan", "nan", "t", "['s']", kImage},
+                                        {"3", "qzero", "0", "free_form", "integer", "nan", "nan", "t", "['s']", kImage},
+                                        {"4", "qlist", "[1, 2]", "free_form", "list", "nan", "nan", "t", "['s']", kImage},
+                                        {"5", "qfail", "2.5", "free_form", "float", "nan", "nan", "t", "['s']", kImage},
+                                        {"6", "qpre", "12", "free_form", "integer", "nan", "nan", "t", "['s']", kImage}});
+  auto b = Benchmark::load("MathVista_MINI", path);
+  ScriptedJudge judge([](const JudgeQuery& q) -> std::string {
+    if (has(q.prompt, "qmc\nModel response")) return "B";
+    if (has(q.prompt, "qint\nModel response")) return "7";
+    if (has(q.prompt, "qzero\nModel response")) return "0";
+    if (has(q.prompt, "qlist\nModel response")) return "[1, 2]";
+    return kJudgeFailed;
+  });
+  JudgeSession session(judge, EvalConfig{}, "", 0);
+  auto s = score_benchmark(b,
+                           {{"1", "the second one"}, {"2", "seven"}, {"3", "0"}, {"4", "one and two"}, {"5", "two and a half"}, {"6", "12"}},
+                           RuleVersion::k2024, &session);
+  CHECK_FALSE(s.needs_judge);
+  // 1, 2: extracted and right; 3: a correct 0 goes to the judge (falsy prefetch) and its "0" is right; 4: a list
+  // answer never counts; 5: every try fails -> wrong; 6: prefetched.
+  CHECK(temperatures(judge.seen, "qfail\nModel response") == std::vector<double>{0, 0.5, 1.0, 1.5, 2.0});
+  CHECK(temperatures(judge.seen, "qint\nModel response") == std::vector<double>{0});
+  CHECK(temperatures(judge.seen, "qpre\nModel response").empty());
+  CHECK(judge.seen.front().max_tokens == 128);
+  std::vector<double> scores;
+  for (const auto& r : s.rows) scores.push_back(r.score);
+  CHECK(scores == std::vector<double>{1, 1, 1, 0, 0, 1});
+  CHECK(value(s, "Overall", "prefetch") == 1);
+  CHECK(value(s, "Overall", "acc") == Approx(400.0 / 6));
+  CHECK(s.rows[4].how == "judge failed");
+  CHECK(s.judge_failed == 1);
+}
+
+TEST_CASE("judged MM-Vet: grades parsed as floats in [0, 1], 5 tries, capability breakdown", "[eval][judge]") {
+  auto path = write_tsv("MMVet_j", {{"index", "question", "answer", "category", "image"},
+                                    {"1", "What is written?", "a<AND>b", "rec,ocr", kImage},
+                                    {"2", "Compute it", "4<OR>four", "math", kImage},
+                                    {"3", "Read it", "hello", "ocr", kImage},
+                                    {"4", "Unanswered", "x", "rec", kImage}});
+  auto b = Benchmark::load("MMVet", path);
+  int tries_row2 = 0;
+  ScriptedJudge judge([&](const JudgeQuery& q) -> std::string {
+    if (has(q.prompt, "What is written? | a <AND> b | A and B | ")) return " 0.7\n";
+    if (has(q.prompt, "Compute it")) return ++tries_row2 == 1 ? "1.5" : "0.5";
+    return "correct";
+  });
+  JudgeSession session(judge, EvalConfig{}, "", 0);
+  auto s = score_benchmark(b, {{"1", "A and B"}, {"2", "four"}, {"3", "hello"}}, RuleVersion::k2024, &session);
+  CHECK_FALSE(s.needs_judge);
+  CHECK(temperatures(judge.seen, "Compute it") == std::vector<double>{0, 0.5});
+  CHECK(temperatures(judge.seen, "Read it") == std::vector<double>{0, 0.5, 1.0, 1.5, 2.0});
+  CHECK(s.rows[0].score == Approx(0.7));
+  CHECK(s.rows[1].score == Approx(0.5));
+  CHECK(s.rows[2].score == 0);
+  CHECK(s.rows[3].how == "missing");
+  CHECK(s.headline == Approx(100 * 1.2 / 4));  // over all 4 questions
+  CHECK(value(s, "capability: rec", "acc") == Approx(35));   // rows 1 and 4
+  CHECK(value(s, "capability: ocr", "acc") == Approx(35));   // rows 1 and 3
+  CHECK(value(s, "capability: math", "acc") == Approx(50));
+  CHECK(value(s, "category: rec_ocr", "acc") == Approx(70));
+  CHECK(s.judged == 3);
+  CHECK(s.judge_failed == 1);
+}
+
+TEST_CASE("the judge cache: replies reused across sessions, failures asked again, damaged files", "[eval][judge]") {
+  const auto dir = test::fresh_dir("judge_cache_" + std::to_string(::getpid()));
+  const auto cache = dir + "/judge_cache.jsonl";
+  int calls = 0;
+  ScriptedJudge judge([&](const JudgeQuery& q) -> std::string {
+    ++calls;
+    return has(q.prompt, "bad") ? kJudgeFailed : "reply to " + q.prompt.substr(0, 4);
+  });
+  std::vector<JudgeQuery> queries{{"good one", 0, 10, 0}, {"bad one", 0, 10, 0}, {"good one", 0.5, 10, 1}};
+  {
+    JudgeSession s(judge, EvalConfig{}, cache, 0);
+    auto r = s.ask(queries);
+    CHECK(r == std::vector<std::string>{"reply to good", kJudgeFailed, "reply to good"});
+    CHECK(calls == 3);
+  }
+  {
+    JudgeSession s(judge, EvalConfig{}, cache, 0);
+    auto r = s.ask(queries);
+    CHECK(r[0] == "reply to good");
+    CHECK(calls == 4);  // only the failed one is asked again
+    CHECK(judge.stats.cached == 2);
+  }
+  // An unfinished last line (a killed run) is dropped; a damaged line before it is an error naming the line.
+  { std::ofstream(cache, std::ios::app) << "{\"key\": \"abc\", \"rep"; }
+  { JudgeSession s(judge, EvalConfig{}, cache, 0); }
+  std::ifstream in(cache);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(content.back() == '\n');
+  { std::ofstream(cache, std::ios::app) << "not json\n{\"key\": \"k\", \"reply\": \"r\"}\n"; }
+  try {
+    JudgeSession s(judge, EvalConfig{}, cache, 0);
+    FAIL("no error");
+  } catch (const FormatError& e) {
+    CHECK(has(e.what(), "judge_cache.jsonl:3"));
+  }
+  // Keys depend on every part of the query and on the judge.
+  CHECK(judge_cache_key("a", {"p", 0, 10, 0}) != judge_cache_key("b", {"p", 0, 10, 0}));
+  CHECK(judge_cache_key("a", {"p", 0, 10, 0}) != judge_cache_key("a", {"p", 0, 10, 1}));
+  CHECK(judge_cache_key("a", {"p", 0, 10, 0}) != judge_cache_key("a", {"p", 0.5, 10, 0}));
+}
+
+TEST_CASE("judge prompt templates: built in, replaced per file", "[eval][judge]") {
+  auto t = judge_templates("");
+  for (const auto& name : {"mcq", "yes_no", "mathvista", "mmvet"}) CHECK(t.sources().at(name) == "built-in");
+  CHECK(has(t.get("mmvet"), "{question} | {answer} | {prediction} | "));
+  CHECK(has(t.get("mathvista"), "Extracted answer:"));
+  const auto dir = test::fresh_dir("judge_templates_" + std::to_string(::getpid()));
+  { std::ofstream(dir + "/mcq.txt") << "Q={question} O={options} A={prediction}"; }
+  auto u = judge_templates(dir);
+  CHECK(u.render("mcq", {{"question", "q"}, {"options", "o"}, {"prediction", "p"}}) == "Q=q O=o A=p");
+  CHECK(u.sources().at("yes_no") == "built-in");
+  CHECK_THROWS_AS(judge_templates(dir + "/nope"), ConfigError);
 }

@@ -191,9 +191,15 @@ struct EvalConfig {
   std::string answer_source = "both";
   std::string matcher_version = "2024";
   int64_t limit = 0;
-  int64_t batch_size = 1;
-  std::string judge = "rules";
-  std::string judge_endpoint;
+  std::string judge = "none";
+  std::string judge_model;
+  std::string judge_endpoint = "https://api.openai.com/v1";
+  std::string judge_api_key_env = "OPENAI_API_KEY";
+  double judge_timeout_s = 60;
+  int64_t judge_retries = 3;
+  int64_t judge_concurrency = 4;
+  int64_t judge_max_tokens = 0;
+  std::string judge_prompts_dir;
   std::map<std::string, std::string> prompts;
 
   template <class V>
@@ -203,9 +209,16 @@ struct EvalConfig {
     v.field("answer_source", answer_source, "text the answer is extracted from: full | conclusion | both");
     v.field("matcher_version", matcher_version, "VLMEvalKit matching rules: 2024 | 2025-08 | 2026-06");
     v.field("limit", limit, "questions per benchmark (0 = all)");
-    v.field("batch_size", batch_size, "questions decoded together");
-    v.field("judge", judge, "judge for free-form answers: rules | endpoint");
-    v.field("judge_endpoint", judge_endpoint, "URL of an OpenAI-compatible judge (judge = endpoint)");
+    v.field("judge", judge, "LLM judge for answers the rules cannot score: none | local | openai");
+    v.field("judge_model", judge_model,
+            "local: model directory (empty = the model under evaluation); openai: model name, e.g. gpt-4o-mini");
+    v.field("judge_endpoint", judge_endpoint, "openai: chat-completions URL, or a base URL ending in /v1");
+    v.field("judge_api_key_env", judge_api_key_env, "openai: environment variable with the API key (empty = no key)");
+    v.field("judge_timeout_s", judge_timeout_s, "openai: seconds one request may take");
+    v.field("judge_retries", judge_retries, "openai: extra tries of a failed request, with exponential backoff");
+    v.field("judge_concurrency", judge_concurrency, "openai: requests in flight");
+    v.field("judge_max_tokens", judge_max_tokens, "cap on a judge reply's tokens (0 = VLMEvalKit's per-task limits)");
+    v.field("judge_prompts_dir", judge_prompts_dir, "folder of judge prompt templates (empty = configs/eval/judges)");
     v.field("prompts", prompts, "benchmark name -> prompt template override");
   }
   std::vector<std::string> validate() const;

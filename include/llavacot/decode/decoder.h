@@ -33,6 +33,7 @@ class Decoder {
 
   Answer answer(const Question& question, const EventFn& events = {}, const StreamFn& stream = {});
   Engine& engine() { return *engine_; }
+  std::shared_ptr<Engine> engine_ptr() const { return engine_; }
   const DecodeConfig& settings() const { return decode_; }
   Scorer* scorer() { return scorer_.get(); }
 
@@ -43,6 +44,9 @@ class Decoder {
   std::shared_ptr<Scorer> scorer_;
   std::unique_ptr<Strategy> strategy_;
 };
+
+/// The engine for the model of `config.model` (preset, weights, tokenizer, dtype) on run.device, in eval mode.
+std::shared_ptr<Engine> load_engine(const Config& config);
 
 /// Questions from a JSONL file: one object per line with "question" (or "prompt") and optional "image"
 /// (resolved against the file's folder) and "hint". Errors name FILE:LINE and the field.

@@ -16,6 +16,10 @@ class PromptTemplates {
  public:
   /// The built-in templates, each replaced by `dir`/NAME.txt when that file exists (dir may be empty).
   static PromptTemplates load(const std::string& dir);
+  /// The same for any set of templates: `names` from `built_in`, each replaced by `dir`/NAME.txt when that file
+  /// exists; `key` names the setting in errors.
+  static PromptTemplates load_set(const std::map<std::string, std::string>& built_in, const std::vector<std::string>& names,
+                                  const std::string& dir, const std::string& key);
   /// Names of the templates the strategies use.
   static const std::vector<std::string>& names();
   const std::string& get(const std::string& name) const;

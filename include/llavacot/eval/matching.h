@@ -33,6 +33,10 @@ std::string yes_no_extraction(const std::string& output, RuleVersion version);
 
 /// Python's str.lower() and str.split() on UTF-8 text (invalid bytes are kept as they are).
 std::string python_lower(const std::string& text);
+
+/// `text` without leading and trailing ASCII whitespace (what Python's int(), float() and a judge reply's
+/// strip() remove around a plain answer).
+std::string strip_ascii(const std::string& text);
 std::vector<std::string> python_split(const std::string& text);
 /// Length in code points.
 size_t python_len(const std::string& text);

@@ -13,6 +13,7 @@
 
 #include "llavacot/config/config.h"
 #include "llavacot/decode/decoder.h"
+#include "llavacot/eval/judge.h"
 #include "llavacot/eval/scoring.h"
 
 namespace llavacot::eval {
@@ -47,14 +48,19 @@ std::string answer_text(const std::string& prediction, bool conclusion);
 
 struct EvalReport {
   std::string strategy, matcher_version;
+  std::string judge;                             // the judge's name ("" = none: exact matching)
+  JudgeStats judge_stats;
+  std::map<std::string, std::string> judge_prompts;  // template name -> "built-in" or its file
   std::vector<BenchmarkScore> full, conclusion;  // one per benchmark, in run order
   decode::Counters compute;                      // summed over questions
   int64_t questions = 0;
 };
 
-/// Scores the predictions of each benchmark with both answer sources.
+/// Scores the predictions of each benchmark with both answer sources, asking `judge` (may be null) what the rules
+/// leave open for the sources `answer_source` reports (full | conclusion | both; the other is scored by the
+/// rules alone, so no judge call is spent on it).
 EvalReport score_predictions(const std::vector<const Benchmark*>& benchmarks, const std::vector<Prediction>& predictions,
-                             RuleVersion version);
+                             RuleVersion version, JudgeSession* judge = nullptr, const std::string& answer_source = "both");
 
 /// Writes results.json, results.md and <Benchmark>.csv into `dir` (each atomically).
 void write_reports(const std::string& dir, const EvalReport& report, const std::vector<const Benchmark*>& benchmarks,
@@ -63,15 +69,17 @@ void write_reports(const std::string& dir, const EvalReport& report, const std::
 struct RunOptions {
   int64_t rank = 0, world = 1;
   double wait_for_ranks_s = 24 * 3600;  // rank 0 waits this long for the other ranks' predictions
+  Judge* judge = nullptr;               // rank 0 scores with it (replies cached in judge_cache.jsonl)
 };
 
 /// The whole run of cfg.eval into cfg.run.output_dir with `decoder`; returns the report (rank 0; other ranks
 /// return after writing their predictions).
 EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOptions& options = {});
 
-/// `llavacot eval --score-only`: scores `predictions_path` for benchmark `name` against `tsv_path` and writes the
-/// reports into `out_dir`.
+/// `llavacot eval --score-only`: scores `predictions_path` for benchmark `name` against `tsv_path` with the rules
+/// and answer sources of `eval` (and `judge`, may be null; replies cached in OUT_DIR/judge_cache.jsonl) and writes
+/// the reports into `out_dir`.
 EvalReport score_only(const std::string& predictions_path, const std::string& name, const std::string& tsv_path,
-                      const std::string& out_dir, const std::string& answer_source, RuleVersion version);
+                      const std::string& out_dir, const EvalConfig& eval, Judge* judge = nullptr, uint64_t seed = 0);
 
 }  // namespace llavacot::eval

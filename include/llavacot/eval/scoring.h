@@ -1,6 +1,8 @@
-// Scoring predictions as VLMEvalKit scores them without a judge model (benchmarks spec §2-§5): vanilla and
-// circular multiple choice, HallusionBench's aAcc / fAcc / qAcc, MathVista's prefetch rules, MM-Vet marked
-// as needing a judge; per-category tables and the 0-100 headline of each benchmark.
+// Scoring predictions as VLMEvalKit scores them (benchmarks spec §2-§5): vanilla and circular multiple choice,
+// HallusionBench's aAcc / fAcc / qAcc, MathVista, MM-Vet; per-category tables and the 0-100 headline of each
+// benchmark. Without a judge: exact matching (MathVista by its prefetch rules only, MM-Vet unscored); with one,
+// the judge answers what the rules cannot (MCQ matching, Unknown yes/no answers, MathVista extraction, MM-Vet
+// grading), with VLMEvalKit's tries, temperatures and fallbacks.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,8 @@ struct RowScore {
   bool resolved = false;  // the rules decided (else a judge would be asked)
   double score = 0;       // 0 or 1 (MM-Vet: 0..1 from a judge)
   bool missing = false;   // no prediction for this row
+  std::string how;        // "rules", "judge", "judge failed: random" (MCQ), "judge failed", "missing"
+  std::string judge_reply;  // the judge's last reply, when it was asked
 };
 
 /// A breakdown row of a report: a name ("Overall", a category) and named values (0-100 unless noted).
@@ -37,11 +41,17 @@ struct BenchmarkScore {
   std::vector<ReportRow> table;   // Overall first, then categories (sorted)
   std::vector<RowScore> rows;
   int64_t missing = 0;            // items without a prediction (scored wrong)
+  std::string judge;              // the judge's name ("" = none)
+  int64_t judged = 0;             // rows the judge was asked about
+  int64_t judge_failed = 0;       // of those, rows where every try failed (MCQ: a random letter was drawn)
 };
 
-/// Scores `predictions` (index -> text) of `bench` with the matching rules of `version` and no judge.
+class JudgeSession;
+
+/// Scores `predictions` (index -> text) of `bench` with the matching rules of `version`, asking `judge` (may be
+/// null: exact matching) what the rules leave open.
 BenchmarkScore score_benchmark(const Benchmark& bench, const std::map<std::string, std::string>& predictions,
-                               RuleVersion version);
+                               RuleVersion version, JudgeSession* judge = nullptr);
 
 /// HallusionBench's grouping fields of an index ("VD_figure_1_3_2_0" -> set 3, figure 2, question 0): fields
 /// 3, 4 and 5 of index.split('_'). FormatError when there are fewer than 6.

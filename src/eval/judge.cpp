@@ -1,0 +1,357 @@
+#include "llavacot/eval/judge.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "llavacot/decode/decoder.h"
+#include "llavacot/decode/engine.h"
+#include "llavacot/eval/matching.h"
+#include "llavacot/text/chat_format.h"
+#include "llavacot/util/error.h"
+#include "llavacot/util/http.h"
+#include "llavacot/util/log.h"
+
+namespace llavacot::eval {
+
+namespace stdfs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+uint64_t fnv1a(const std::string& s, uint64_t h) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+std::string chat_url(const std::string& endpoint) {
+  std::string u = endpoint;
+  while (!u.empty() && u.back() == '/') u.pop_back();
+  const std::string tail = "/chat/completions";
+  if (u.size() >= tail.size() && u.compare(u.size() - tail.size(), tail.size(), tail) == 0) return u;
+  return u + tail;
+}
+
+class OpenAiJudge : public Judge {
+ public:
+  explicit OpenAiJudge(OpenAiJudgeOptions o) : o_(std::move(o)) {
+    o_.url = chat_url(o_.url);
+    if (!o_.api_key_env.empty()) {
+      const char* key = std::getenv(o_.api_key_env.c_str());
+      LLAVACOT_CHECK(key != nullptr && *key != '\0', ConfigError, "eval.judge_api_key_env: the environment variable ",
+                     o_.api_key_env, " is not set; the openai judge sends its value as the API key (set judge_api_key_env"
+                     " to \"\" for an endpoint that needs none)");
+      auth_ = std::string("Authorization: Bearer ") + key;
+    }
+  }
+
+  std::string name() const override { return "openai " + o_.model + " at " + o_.url; }
+  bool deterministic() const override { return false; }
+
+  std::vector<std::string> ask(const std::vector<JudgeQuery>& queries) override {
+    std::vector<std::string> out(queries.size());
+    std::atomic<size_t> next{0};
+    std::atomic<bool> stop{false};
+    std::exception_ptr error;
+    std::mutex mu;
+    auto work = [&] {
+      while (!stop) {
+        const size_t i = next++;
+        if (i >= queries.size()) return;
+        try {
+          out[i] = ask_one(queries[i], mu);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (!error) error = std::current_exception();
+          stop = true;
+        }
+      }
+    };
+    const auto n = static_cast<size_t>(std::max<int64_t>(1, std::min<int64_t>(o_.concurrency, static_cast<int64_t>(queries.size()))));
+    std::vector<std::thread> threads;
+    for (size_t t = 1; t < n; ++t) threads.emplace_back(work);
+    work();
+    for (auto& t : threads) t.join();
+    if (error) std::rethrow_exception(error);
+    return out;
+  }
+
+ private:
+  std::string ask_one(const JudgeQuery& q, std::mutex& mu) {
+    json body{{"model", o_.model},
+              {"messages", json::array({json{{"role", "user"}, {"content", q.prompt}}})},
+              {"temperature", q.temperature},
+              {"max_tokens", q.max_tokens}};
+    http::Options ho;
+    ho.timeout_s = o_.timeout_s;
+    ho.retries = o_.retries;
+    ho.backoff_s = o_.backoff_s;
+    if (!auth_.empty()) ho.headers.push_back(auth_);
+    const std::string payload = body.dump();
+    std::string last;
+    for (int k = 0; k <= o_.retries; ++k) {
+      if (k > 0) std::this_thread::sleep_for(std::chrono::duration<double>(o_.backoff_s * std::pow(2.0, k - 1)));
+      http::Response r;
+      try {
+        r = http::post_json(o_.url, payload, ho);  // retries transport errors, timeouts, 429 and 5xx itself
+      } catch (const IoError& e) {
+        LOG_WARN("judge", "the judge call failed: ", e.what());
+        return kJudgeFailed;
+      }
+      if (r.status == 401 || r.status == 403)
+        throw ConfigError(str_cat("judge endpoint ", o_.url, " refused the request (HTTP ", r.status, "): check the API key in ",
+                                  o_.api_key_env.empty() ? std::string("(none sent)") : "$" + o_.api_key_env));
+      if (r.status == 404)
+        throw ConfigError(str_cat("judge endpoint ", o_.url, " answered HTTP 404: check eval.judge_endpoint and eval.judge_model ('",
+                                  o_.model, "')"));
+      if (r.status >= 400) {
+        LOG_WARN("judge", "the judge endpoint ", o_.url, " refused a request (HTTP ", r.status, "): ", r.body.substr(0, 200));
+        return kJudgeFailed;
+      }
+      const json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+      const json* content = nullptr;
+      if (j.is_object() && j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) {
+        const auto& c = j["choices"][0];
+        if (c.is_object() && c.contains("message") && c["message"].is_object() && c["message"].contains("content") &&
+            c["message"]["content"].is_string())
+          content = &c["message"]["content"];
+      }
+      if (content == nullptr) {
+        last = r.body.substr(0, 120);
+        LOG_WARN("judge", "the judge endpoint ", o_.url, " sent a reply that is not a chat completion (try ", k + 1, " of ",
+                 o_.retries + 1, "): ", last);
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (j.contains("usage") && j["usage"].is_object()) {
+          const auto& u = j["usage"];
+          if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) stats.prompt_tokens += u["prompt_tokens"].get<int64_t>();
+          if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
+            stats.completion_tokens += u["completion_tokens"].get<int64_t>();
+        }
+      }
+      return strip_ascii(content->get<std::string>());
+    }
+    return kJudgeFailed;
+  }
+
+  OpenAiJudgeOptions o_;
+  std::string auth_;  // the Authorization header; never logged
+};
+
+class LocalJudge : public Judge {
+ public:
+  LocalJudge(std::shared_ptr<decode::Engine> engine, std::string name, uint64_t seed, int64_t batch)
+      : engine_(std::move(engine)), chat_(engine_->tokenizer()), name_(std::move(name)), seed_(seed), batch_(std::max<int64_t>(1, batch)) {}
+
+  std::string name() const override { return "local " + name_; }
+  bool deterministic() const override { return true; }
+
+  std::vector<std::string> ask(const std::vector<JudgeQuery>& queries) override {
+    std::vector<std::string> out(queries.size());
+    for (size_t start = 0; start < queries.size(); start += static_cast<size_t>(batch_)) {
+      const size_t end = std::min(queries.size(), start + static_cast<size_t>(batch_));
+      std::vector<decode::Prompt> prompts;
+      std::vector<decode::GenerateRequest> requests;
+      for (size_t i = start; i < end; ++i) {
+        const auto& q = queries[i];
+        text::Message user{"user", {text::ContentPart::from_text(q.prompt)}};
+        const auto rendered = chat_.render({user}, /*add_generation_prompt=*/true);
+        decode::Prompt p;
+        p.ids.assign(rendered.ids.begin(), rendered.ids.end());
+        stats.prompt_tokens += static_cast<int64_t>(p.ids.size());
+        prompts.push_back(std::move(p));
+        decode::GenerateRequest g;
+        g.sampling.temperature = q.temperature;
+        g.sampling.seed = splitmix64(seed_ ^ splitmix64(fnv1a(q.prompt, 0xcbf29ce484222325ULL) + static_cast<uint64_t>(q.attempt)));
+        g.max_new_tokens = q.max_tokens;
+        requests.push_back(g);
+      }
+      auto rows = engine_->prefill(prompts);
+      auto gens = engine_->generate(rows, requests);
+      for (size_t k = 0; k < gens.size(); ++k) {
+        stats.completion_tokens += static_cast<int64_t>(gens[k].tokens.size());
+        out[start + k] = strip_ascii(gens[k].text);
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<decode::Engine> engine_;
+  text::ChatFormat chat_;
+  std::string name_;
+  uint64_t seed_;
+  int64_t batch_;
+};
+
+const std::map<std::string, std::string>& built_in_judge_prompts() {
+  static const std::map<std::string, std::string> texts{
+#include "llavacot/default_judge_prompts.inc"
+  };
+  return texts;
+}
+
+}  // namespace
+
+std::string judge_cache_key(const std::string& judge_name, const JudgeQuery& q) {
+  const std::string text = str_cat(judge_name, '\x1f', q.temperature, '\x1f', q.max_tokens, '\x1f', q.attempt, '\x1f', q.prompt);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(fnv1a(text, 0xcbf29ce484222325ULL)),
+                static_cast<unsigned long long>(splitmix64(fnv1a(text, 0x84222325cbf29ce4ULL))));
+  return buf;
+}
+
+std::unique_ptr<Judge> make_openai_judge(const OpenAiJudgeOptions& options) { return std::make_unique<OpenAiJudge>(options); }
+
+std::unique_ptr<Judge> make_local_judge(std::shared_ptr<decode::Engine> engine, std::string name, uint64_t seed, int64_t batch) {
+  LLAVACOT_CHECK(engine != nullptr, UsageError, "the local judge needs a model");
+  return std::make_unique<LocalJudge>(std::move(engine), std::move(name), seed, batch);
+}
+
+std::unique_ptr<Judge> make_judge(const Config& cfg, std::shared_ptr<decode::Engine> evaluated) {
+  const auto& e = cfg.eval;
+  if (e.judge == "none") return nullptr;
+  if (e.judge == "openai") {
+    OpenAiJudgeOptions o;
+    o.url = e.judge_endpoint;
+    o.model = e.judge_model;
+    o.api_key_env = e.judge_api_key_env;
+    o.timeout_s = e.judge_timeout_s;
+    o.retries = static_cast<int>(e.judge_retries);
+    o.concurrency = e.judge_concurrency;
+    return make_openai_judge(o);
+  }
+  LLAVACOT_CHECK(e.judge == "local", ConfigError, "eval.judge: '", e.judge, "' is not one of none, local, openai");
+  if (e.judge_model.empty()) {
+    LLAVACOT_CHECK(evaluated != nullptr, ConfigError,
+                   "eval.judge local: set eval.judge_model to a model directory (no model is loaded to judge with)");
+    return make_local_judge(std::move(evaluated), "(the evaluated model)", static_cast<uint64_t>(cfg.run.seed));
+  }
+  Config jc = cfg;
+  jc.model.preset = e.judge_model;
+  jc.model.weights = e.judge_model;
+  jc.model.tokenizer.clear();
+  LOG_INFO("judge", "loading the judge model from ", e.judge_model);
+  return make_local_judge(decode::load_engine(jc), e.judge_model, static_cast<uint64_t>(cfg.run.seed));
+}
+
+decode::PromptTemplates judge_templates(const std::string& dir) {
+  static const std::vector<std::string> names{"mcq", "yes_no", "mathvista", "mmvet"};
+  return decode::PromptTemplates::load_set(built_in_judge_prompts(), names, dir, "eval.judge_prompts_dir");
+}
+
+struct JudgeSession::Cache {
+  std::unordered_map<std::string, std::string> replies;
+  std::ofstream out;
+};
+
+JudgeSession::JudgeSession(Judge& judge, const EvalConfig& eval, const std::string& cache_path, uint64_t seed)
+    : judge_(judge), templates_(judge_templates(eval.judge_prompts_dir)), cache_path_(cache_path),
+      max_tokens_cap_(eval.judge_max_tokens), seed_(seed), cache_(std::make_unique<Cache>()) {
+  if (cache_path_.empty()) return;
+  if (stdfs::exists(cache_path_)) {
+    std::ifstream in(cache_path_, std::ios::binary);
+    LLAVACOT_CHECK(in, IoError, "cannot read the judge cache ", cache_path_);
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t pos = 0, good = 0;
+    int64_t lineno = 0;
+    while (pos < content.size()) {
+      const size_t nl = content.find('\n', pos);
+      if (nl == std::string::npos) {  // a run killed mid-write: the line is dropped and asked again
+        LOG_WARN("judge", cache_path_, ": dropping an unfinished last line");
+        break;
+      }
+      ++lineno;
+      const json j = json::parse(content.substr(pos, nl - pos), nullptr, false);
+      LLAVACOT_CHECK(j.is_object() && j.contains("key") && j["key"].is_string() && j.contains("reply") && j["reply"].is_string(),
+                     FormatError, cache_path_, ":", lineno,
+                     ": not a judge cache line ({\"key\": ..., \"reply\": ...}); delete the file to ask the judge again");
+      cache_->replies[j["key"].get<std::string>()] = j["reply"].get<std::string>();
+      pos = good = nl + 1;
+    }
+    if (good < content.size()) stdfs::resize_file(cache_path_, good);
+    if (!cache_->replies.empty()) LOG_INFO("judge", cache_->replies.size(), " judge replies cached in ", cache_path_);
+  }
+  cache_->out.open(cache_path_, std::ios::app | std::ios::binary);
+  LLAVACOT_CHECK(cache_->out, IoError, "cannot write the judge cache ", cache_path_);
+}
+
+JudgeSession::~JudgeSession() = default;
+
+int64_t JudgeSession::max_tokens(int64_t wanted) const {
+  return max_tokens_cap_ > 0 ? std::min(wanted, max_tokens_cap_) : wanted;
+}
+
+std::vector<std::string> JudgeSession::ask(const std::vector<JudgeQuery>& queries) {
+  std::vector<std::string> out(queries.size());
+  std::vector<size_t> todo;
+  std::vector<std::string> keys(queries.size());
+  for (size_t i = 0; i < queries.size(); ++i) {
+    keys[i] = judge_cache_key(judge_.name(), queries[i]);
+    auto it = cache_->replies.find(keys[i]);
+    if (it != cache_->replies.end()) {
+      out[i] = it->second;
+      judge_.stats.cached += 1;
+    } else {
+      todo.push_back(i);
+    }
+  }
+  constexpr size_t kChunk = 32;  // replies kept in the cache at least this often
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t c = 0; c < todo.size(); c += kChunk) {
+    std::vector<JudgeQuery> chunk;
+    for (size_t k = c; k < std::min(todo.size(), c + kChunk); ++k) chunk.push_back(queries[todo[k]]);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto replies = judge_.ask(chunk);
+    LLAVACOT_CHECK(replies.size() == chunk.size(), RuntimeError, "the judge gave ", replies.size(), " replies to ",
+                   chunk.size(), " queries");
+    judge_.stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    judge_.stats.calls += static_cast<int64_t>(chunk.size());
+    std::string lines;
+    for (size_t k = 0; k < chunk.size(); ++k) {
+      const size_t i = todo[c + k];
+      out[i] = replies[k];
+      if (replies[k] == kJudgeFailed) {
+        judge_.stats.failed += 1;
+        continue;  // not cached: a later run asks again
+      }
+      cache_->replies[keys[i]] = replies[k];
+      lines += json{{"key", keys[i]}, {"attempt", chunk[k].attempt}, {"temperature", chunk[k].temperature},
+                    {"reply", replies[k]}}.dump() + "\n";
+    }
+    if (cache_->out.is_open() && !lines.empty()) {
+      cache_->out.write(lines.data(), static_cast<std::streamsize>(lines.size()));
+      cache_->out.flush();
+    }
+    const size_t done = std::min(todo.size(), c + kChunk);
+    if (todo.size() > kChunk) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      LOG_INFO("judge", done, "/", todo.size(), " judge queries, ETA ",
+               static_cast<long long>(elapsed / static_cast<double>(done) * static_cast<double>(todo.size() - done)), " s");
+    }
+  }
+  return out;
+}
+
+}  // namespace llavacot::eval
