@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -55,6 +56,7 @@ class OpenAiJudge : public Judge {
  public:
   explicit OpenAiJudge(OpenAiJudgeOptions o) : o_(std::move(o)) {
     o_.url = chat_url(o_.url);
+    shown_ = http::redact_url(o_.url);
     if (!o_.api_key_env.empty()) {
       const char* key = std::getenv(o_.api_key_env.c_str());
       LLAVACOT_CHECK(key != nullptr && *key != '\0', ConfigError, "eval.judge_api_key_env: the environment variable ",
@@ -64,7 +66,7 @@ class OpenAiJudge : public Judge {
     }
   }
 
-  std::string name() const override { return "openai " + o_.model + " at " + o_.url; }
+  std::string name() const override { return "openai " + o_.model + " at " + shown_; }
   bool deterministic() const override { return false; }
 
   std::vector<std::string> ask(const std::vector<JudgeQuery>& queries) override {
@@ -88,7 +90,11 @@ class OpenAiJudge : public Judge {
     };
     const auto n = static_cast<size_t>(std::max<int64_t>(1, std::min<int64_t>(o_.concurrency, static_cast<int64_t>(queries.size()))));
     std::vector<std::thread> threads;
-    for (size_t t = 1; t < n; ++t) threads.emplace_back(work);
+    try {
+      for (size_t t = 1; t < n; ++t) threads.emplace_back(work);
+    } catch (...) {  // no thread to spare: the ones started and this one do the work
+      LOG_WARN("judge", "could not start ", n - 1, " request threads; asking with ", threads.size() + 1);
+    }
     work();
     for (auto& t : threads) t.join();
     if (error) std::rethrow_exception(error);
@@ -103,28 +109,31 @@ class OpenAiJudge : public Judge {
               {"max_tokens", q.max_tokens}};
     http::Options ho;
     ho.timeout_s = o_.timeout_s;
-    ho.retries = o_.retries;
-    ho.backoff_s = o_.backoff_s;
+    ho.retries = 0;  // one retry budget for everything below
     if (!auth_.empty()) ho.headers.push_back(auth_);
-    const std::string payload = body.dump();
+    const std::string payload = body.dump(-1, ' ', false, json::error_handler_t::replace);
     std::string last;
     for (int k = 0; k <= o_.retries; ++k) {
-      if (k > 0) std::this_thread::sleep_for(std::chrono::duration<double>(o_.backoff_s * std::pow(2.0, k - 1)));
+      if (k > 0) {
+        const double wait = o_.backoff_s * std::pow(2.0, k - 1);
+        LOG_WARN("judge", "judge call to ", shown_, " failed (", last, "); retry ", k, " of ", o_.retries, " in ", wait, " s");
+        std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+      }
       http::Response r;
       try {
-        r = http::post_json(o_.url, payload, ho);  // retries transport errors, timeouts, 429 and 5xx itself
+        r = http::post_json(o_.url, payload, ho);  // connection errors, timeouts, 429 and 5xx throw
       } catch (const IoError& e) {
-        LOG_WARN("judge", "the judge call failed: ", e.what());
-        return kJudgeFailed;
+        last = e.what();
+        continue;
       }
       if (r.status == 401 || r.status == 403)
-        throw ConfigError(str_cat("judge endpoint ", o_.url, " refused the request (HTTP ", r.status, "): check the API key in ",
+        throw ConfigError(str_cat("judge endpoint ", shown_, " refused the request (HTTP ", r.status, "): check the API key in ",
                                   o_.api_key_env.empty() ? std::string("(none sent)") : "$" + o_.api_key_env));
       if (r.status == 404)
-        throw ConfigError(str_cat("judge endpoint ", o_.url, " answered HTTP 404: check eval.judge_endpoint and eval.judge_model ('",
+        throw ConfigError(str_cat("judge endpoint ", shown_, " answered HTTP 404: check eval.judge_endpoint and eval.judge_model ('",
                                   o_.model, "')"));
       if (r.status >= 400) {
-        LOG_WARN("judge", "the judge endpoint ", o_.url, " refused a request (HTTP ", r.status, "): ", r.body.substr(0, 200));
+        LOG_WARN("judge", "the judge endpoint ", shown_, " refused a request (HTTP ", r.status, "): ", r.body.substr(0, 200));
         return kJudgeFailed;
       }
       const json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
@@ -136,9 +145,7 @@ class OpenAiJudge : public Judge {
           content = &c["message"]["content"];
       }
       if (content == nullptr) {
-        last = r.body.substr(0, 120);
-        LOG_WARN("judge", "the judge endpoint ", o_.url, " sent a reply that is not a chat completion (try ", k + 1, " of ",
-                 o_.retries + 1, "): ", last);
+        last = "the reply is not a chat completion: " + r.body.substr(0, 120);
         continue;
       }
       {
@@ -152,11 +159,13 @@ class OpenAiJudge : public Judge {
       }
       return strip_ascii(content->get<std::string>());
     }
+    LOG_WARN("judge", "the judge call failed after ", o_.retries + 1, " tries: ", last);
     return kJudgeFailed;
   }
 
   OpenAiJudgeOptions o_;
-  std::string auth_;  // the Authorization header; never logged
+  std::string shown_;  // the URL without credentials, for logs and reports
+  std::string auth_;   // the Authorization header; never logged
 };
 
 class LocalJudge : public Judge {
@@ -164,7 +173,7 @@ class LocalJudge : public Judge {
   LocalJudge(std::shared_ptr<decode::Engine> engine, std::string name, uint64_t seed, int64_t batch)
       : engine_(std::move(engine)), chat_(engine_->tokenizer()), name_(std::move(name)), seed_(seed), batch_(std::max<int64_t>(1, batch)) {}
 
-  std::string name() const override { return "local " + name_; }
+  std::string name() const override { return str_cat("local ", name_, " (seed ", seed_, ")"); }
   bool deterministic() const override { return true; }
 
   std::vector<std::string> ask(const std::vector<JudgeQuery>& queries) override {
@@ -204,6 +213,31 @@ class LocalJudge : public Judge {
   uint64_t seed_;
   int64_t batch_;
 };
+
+// A model's path and a fingerprint of its weight files (sizes and modification times), so that cached replies of
+// one checkpoint are never taken for another's.
+std::string model_identity(const std::string& weights) {
+  if (weights.empty()) return "(random weights)";
+  uint64_t h = 0xcbf29ce484222325ULL;
+  std::error_code ec;
+  auto add = [&](const stdfs::path& p) {
+    const auto size = stdfs::file_size(p, ec);
+    const auto time = stdfs::last_write_time(p, ec).time_since_epoch().count();
+    h = fnv1a(str_cat(p.filename().string(), ':', size, ':', time), h);
+  };
+  if (stdfs::is_directory(weights, ec)) {
+    std::vector<stdfs::path> files;
+    for (const auto& e : stdfs::directory_iterator(weights, ec))
+      if (e.path().extension() == ".safetensors" || e.path().filename() == "model.safetensors.index.json") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) add(f);
+  } else {
+    add(weights);
+  }
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%08llx", static_cast<unsigned long long>(h & 0xffffffffULL));
+  return weights + " #" + buf;
+}
 
 const std::map<std::string, std::string>& built_in_judge_prompts() {
   static const std::map<std::string, std::string> texts{
@@ -246,14 +280,15 @@ std::unique_ptr<Judge> make_judge(const Config& cfg, std::shared_ptr<decode::Eng
   if (e.judge_model.empty()) {
     LLAVACOT_CHECK(evaluated != nullptr, ConfigError,
                    "eval.judge local: set eval.judge_model to a model directory (no model is loaded to judge with)");
-    return make_local_judge(std::move(evaluated), "(the evaluated model)", static_cast<uint64_t>(cfg.run.seed));
+    return make_local_judge(std::move(evaluated), "(the evaluated model " + model_identity(cfg.model.weights) + ")",
+                            static_cast<uint64_t>(cfg.run.seed));
   }
   Config jc = cfg;
   jc.model.preset = e.judge_model;
   jc.model.weights = e.judge_model;
   jc.model.tokenizer.clear();
   LOG_INFO("judge", "loading the judge model from ", e.judge_model);
-  return make_local_judge(decode::load_engine(jc), e.judge_model, static_cast<uint64_t>(cfg.run.seed));
+  return make_local_judge(decode::load_engine(jc), model_identity(e.judge_model), static_cast<uint64_t>(cfg.run.seed));
 }
 
 decode::PromptTemplates judge_templates(const std::string& dir) {
@@ -284,10 +319,11 @@ JudgeSession::JudgeSession(Judge& judge, const EvalConfig& eval, const std::stri
       }
       ++lineno;
       const json j = json::parse(content.substr(pos, nl - pos), nullptr, false);
-      LLAVACOT_CHECK(j.is_object() && j.contains("key") && j["key"].is_string() && j.contains("reply") && j["reply"].is_string(),
-                     FormatError, cache_path_, ":", lineno,
-                     ": not a judge cache line ({\"key\": ..., \"reply\": ...}); delete the file to ask the judge again");
-      cache_->replies[j["key"].get<std::string>()] = j["reply"].get<std::string>();
+      if (j.is_object() && j.contains("key") && j["key"].is_string() && j.contains("reply") && j["reply"].is_string()) {
+        cache_->replies[j["key"].get<std::string>()] = j["reply"].get<std::string>();
+      } else {  // the other lines stay usable; this reply is asked again
+        LOG_WARN("judge", cache_path_, ":", lineno, ": not a judge cache line ({\"key\": ..., \"reply\": ...}); skipped");
+      }
       pos = good = nl + 1;
     }
     if (good < content.size()) stdfs::resize_file(cache_path_, good);
@@ -334,16 +370,28 @@ std::vector<std::string> JudgeSession::ask(const std::vector<JudgeQuery>& querie
       out[i] = replies[k];
       if (replies[k] == kJudgeFailed) {
         judge_.stats.failed += 1;
+        failed_in_a_row_ += 1;
         continue;  // not cached: a later run asks again
       }
+      failed_in_a_row_ = 0;
+      answered_ += 1;
       cache_->replies[keys[i]] = replies[k];
       lines += json{{"key", keys[i]}, {"attempt", chunk[k].attempt}, {"temperature", chunk[k].temperature},
-                    {"reply", replies[k]}}.dump() + "\n";
+                    {"reply", replies[k]}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     }
     if (cache_->out.is_open() && !lines.empty()) {
       cache_->out.write(lines.data(), static_cast<std::streamsize>(lines.size()));
       cache_->out.flush();
+      if (!cache_->out) {
+        LOG_WARN("judge", "cannot append to the judge cache ", cache_path_, " (disk full?); replies are no longer kept");
+        cache_->out.close();
+      }
     }
+    // A judge that has answered nothing and failed this often is down or misconfigured: stop rather than score
+    // every open question by the fallbacks.
+    LLAVACOT_CHECK(answered_ > 0 || failed_in_a_row_ < kGiveUpAfter, IoError, "the judge ", judge_.name(), " failed ",
+                   failed_in_a_row_, " calls in a row and has answered none; check that it is reachable (see the warnings"
+                   " above); replies received so far are kept in the cache");
     const size_t done = std::min(todo.size(), c + kChunk);
     if (todo.size() > kChunk) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -265,9 +265,10 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
     if (!s.note.empty()) md << "- " << s.benchmark << ": " << s.note << (s.needs_judge && scored(s) ? " (*)" : "") << "\n";
   for (const auto& s : r.full)
     if (s.missing > 0) md << "- " << s.benchmark << ": " << s.missing << " questions have no prediction (counted wrong)\n";
-  for (const auto& s : r.full)
+  for (const auto& s : want_full ? r.full : r.conclusion)
     if (s.judged > 0)
-      md << "- " << s.benchmark << ": the judge was asked about " << s.judged << " answers (full output); every try failed for "
+      md << "- " << s.benchmark << ": the judge was asked about " << s.judged << " answers (" << (want_full ? "full output" : "conclusion")
+         << "); every try failed for "
          << s.judge_failed << (s.benchmark == "MMVet" ? " (scored 0)" : s.benchmark == "MathVista_MINI" ? " (counted wrong)"
                                : s.benchmark == "HallusionBench" ? " (left Unknown)" : " (a random letter drawn, as VLMEvalKit does)")
          << "\n";

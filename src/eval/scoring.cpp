@@ -202,6 +202,8 @@ BenchmarkScore score_circular(const Benchmark& b, const std::map<std::string, st
   std::map<long long, std::vector<const Item*>> groups;
   const bool have_g = !b.items().empty() && b.items().front().fields.count("g_index");
   for (const auto& item : b.items()) {
+    LLAVACOT_CHECK(python_int(item.index).has_value(), FormatError, b.path(), ":", item.line, ": MMBench index '",
+                   item.index, "' is not an integer");
     long long g = 0;
     const auto gi = have_g ? python_int(item.fields.at("g_index")) : std::nullopt;
     if (gi) {
@@ -542,6 +544,8 @@ BenchmarkScore score_mmvet(const Benchmark& b, const std::map<std::string, std::
           "mmvet", {{"question", item.question}, {"answer", spaced(item.answer)}, {"prediction", texts[i]}}));
     }
   auto grade = [](const std::string& reply) -> std::optional<double> {
+    // VLMEvalKit would take a reply of "nan" (its range test is false for NaN) and turn the total into NaN; we
+    // count it as a failed try instead.
     const auto x = python_float(reply);
     if (!x || std::isnan(*x) || *x < 0 || *x > 1) return std::nullopt;
     return *x;

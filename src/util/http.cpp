@@ -77,19 +77,30 @@ std::string snippet(const std::string& body) {
 
 }  // namespace
 
+std::string redact_url(const std::string& url) {
+  std::string u = url.substr(0, url.find_first_of("?#"));
+  const size_t scheme = u.find("://");
+  const size_t host = scheme == std::string::npos ? 0 : scheme + 3;
+  const size_t path = u.find('/', host);
+  const size_t at = u.rfind('@', path == std::string::npos ? std::string::npos : path);
+  if (at != std::string::npos && at >= host) u.erase(host, at + 1 - host);
+  return u;
+}
+
 Response post_json(const std::string& url, const std::string& body, const Options& o) {
-  LLAVACOT_CHECK(url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0, UsageError, "'", url,
+  LLAVACOT_CHECK(url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0, UsageError, "'", redact_url(url),
                  "' is not an http:// or https:// URL");
+  const std::string shown = redact_url(url);
   LLAVACOT_CHECK(o.timeout_s > 0 && o.retries >= 0, UsageError, "HTTP timeout must be > 0 and retries >= 0");
   std::string last;
   for (int k = 0; k <= o.retries; ++k) {
     if (k > 0) {
       const double wait = o.backoff_s * std::pow(2.0, k - 1);
-      LOG_WARN("http", "POST ", url, " failed (", last, "); retry ", k, " of ", o.retries, " in ", wait, " s");
+      LOG_WARN("http", "POST ", shown, " failed (", last, "); retry ", k, " of ", o.retries, " in ", wait, " s");
       std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     }
     Attempt a = attempt(url, body, o);
-    if (a.too_large) throw IoError(str_cat("POST ", url, ": the reply exceeds ", kBodyLimit >> 20, " MiB"));
+    if (a.too_large) throw IoError(str_cat("POST ", shown, ": the reply exceeds ", kBodyLimit >> 20, " MiB"));
     if (!a.transport_ok) {
       last = a.error;
       continue;
@@ -101,7 +112,7 @@ Response post_json(const std::string& url, const std::string& body, const Option
     }
     return a.response;
   }
-  throw IoError(str_cat("POST ", url, " failed after ", o.retries + 1, " attempt(s): ", last));
+  throw IoError(str_cat("POST ", shown, " failed after ", o.retries + 1, " attempt(s): ", last));
 }
 
 }  // namespace llavacot::http

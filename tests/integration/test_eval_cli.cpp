@@ -102,7 +102,7 @@ TEST_CASE("eval runs the six demo benchmarks and writes predictions and reports"
   CHECK(lines(out + "/predictions.jsonl").size() == preds.size());
   std::ifstream in2(out + "/results.json");
   auto jl = nlohmann::json::parse(in2);
-  CHECK(jl["judge"]["name"] == "local (the evaluated model)");
+  CHECK_THAT(jl["judge"]["name"].get<std::string>(), Contains("local (the evaluated model " + fixture().trained.model + " #"));
   CHECK(jl["judge"]["calls"].get<int64_t>() > 0);
   CHECK(jl["benchmarks"]["MMVet"]["full"]["needs_judge"] == false);
   CHECK(jl["benchmarks"]["MMVet"]["full"]["judged"].get<int64_t>() == per_benchmark["MMVet"]);
@@ -368,6 +368,20 @@ TEST_CASE("the openai judge against a stub server: replies, key handling, retrie
   CHECK(jb["judge"]["calls"] == 6);
   CHECK(jb["judge"]["failed"] == 6);
   CHECK(jb["benchmarks"]["MMStar"]["full"]["judge_failed"] == 2);
+
+  // A judge that never answers stops the run after 8 failed calls in a row instead of scoring by fallbacks.
+  {
+    std::ofstream f(dir + "/open.jsonl");
+    for (int i = 1; i <= 3; ++i) f << "{\"index\": " << i << ", \"prediction\": \"hard to say\"}\n";
+  }
+  auto down = test::run_command(key + " " + test::cli() + " eval --score-only " + test::shell_quote(dir + "/open.jsonl") +
+                                " --benchmark MMStar --data " + test::shell_quote(dir + "/MMStar.tsv") + " --out " +
+                                test::shell_quote(dir + "/down") + " --set eval.judge=openai --set eval.judge_model=m" +
+                                " --set eval.judge_endpoint=" + server.url("/malformed/v1") +
+                                " --set eval.judge_api_key_env=LLAVACOT_TEST_JUDGE_KEY --set eval.judge_retries=0");
+  CHECK(down.exit_code != 0);
+  CHECK_THAT(down.output, Contains("calls in a row"));
+  CHECK_FALSE(stdfs::exists(dir + "/down/results.json"));
 
   // A server slower than judge_timeout_s: each call times out and fails; the run still finishes.
   auto slow = score("slow", "slow", key, "--set eval.judge_timeout_s=0.5 --set eval.judge_retries=0");

@@ -20,6 +20,7 @@
 #include "llavacot/eval/scoring.h"
 #include "llavacot/eval/tsv.h"
 #include "llavacot/util/error.h"
+#include "llavacot/util/http.h"
 #include "support/support.h"
 
 using namespace llavacot;
@@ -665,17 +666,38 @@ TEST_CASE("the judge cache: replies reused across sessions, failures asked again
   std::ifstream in(cache);
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(content.back() == '\n');
+  // A damaged line is skipped (with a warning naming it); the replies around it stay usable.
   { std::ofstream(cache, std::ios::app) << "not json\n{\"key\": \"k\", \"reply\": \"r\"}\n"; }
-  try {
+  {
     JudgeSession s(judge, EvalConfig{}, cache, 0);
-    FAIL("no error");
-  } catch (const FormatError& e) {
-    CHECK(has(e.what(), "judge_cache.jsonl:3"));
+    CHECK(s.ask({queries[0]}) == std::vector<std::string>{"reply to good"});
+    CHECK(calls == 4);
   }
   // Keys depend on every part of the query and on the judge.
   CHECK(judge_cache_key("a", {"p", 0, 10, 0}) != judge_cache_key("b", {"p", 0, 10, 0}));
   CHECK(judge_cache_key("a", {"p", 0, 10, 0}) != judge_cache_key("a", {"p", 0, 10, 1}));
   CHECK(judge_cache_key("a", {"p", 0, 10, 0}) != judge_cache_key("a", {"p", 0.5, 10, 0}));
+  // Credentials in an endpoint URL never reach a log or report.
+  CHECK(http::redact_url("https://user:pw@api.example.com:8443/v1/chat/completions?api-key=x") ==
+        "https://api.example.com:8443/v1/chat/completions");
+  CHECK(http::redact_url("http://127.0.0.1:80/v1") == "http://127.0.0.1:80/v1");
+}
+
+TEST_CASE("a judge that never answers stops the scoring instead of deciding everything by fallbacks", "[eval][judge]") {
+  auto path = write_tsv("MMStar_down", {{"index", "question", "A", "B", "answer", "image"},
+                                        {"1", "q1", "cat", "dog", "A", kImage},
+                                        {"2", "q2", "cat", "dog", "B", kImage},
+                                        {"3", "q3", "cat", "dog", "A", kImage}});
+  auto b = Benchmark::load("MMStar", path);
+  ScriptedJudge down([](const JudgeQuery&) { return std::string(kJudgeFailed); });
+  JudgeSession session(down, EvalConfig{}, "", 0);
+  CHECK_THROWS_AS(score_benchmark(b, {{"1", "hm"}, {"2", "hm"}, {"3", "hm"}}, RuleVersion::k2024, &session), IoError);
+  // Once it has answered, later failures only take the fallbacks.
+  int n = 0;
+  ScriptedJudge flaky([&](const JudgeQuery&) { return ++n == 1 ? std::string("A") : std::string(kJudgeFailed); });
+  JudgeSession session2(flaky, EvalConfig{}, "", 0);
+  auto s = score_benchmark(b, {{"1", "hm"}, {"2", "hm"}, {"3", "hm"}}, RuleVersion::k2024, &session2);
+  CHECK(s.judge_failed == 2);
 }
 
 TEST_CASE("judge prompt templates: built in, replaced per file", "[eval][judge]") {

@@ -85,11 +85,13 @@ decode::PromptTemplates judge_templates(const std::string& dir);
 /// What scoring talks to: a judge, its templates, the reply cache and the limits of eval.
 class JudgeSession {
  public:
-  /// `cache_path` ("" = no cache) is read if it exists (an unfinished last line is dropped) and appended to.
+  /// `cache_path` ("" = no cache) is read if it exists (an unfinished last line is dropped, a damaged line skipped
+  /// with a warning) and appended to.
   JudgeSession(Judge& judge, const EvalConfig& eval, const std::string& cache_path, uint64_t seed);
   ~JudgeSession();
   /// Replies in order: cached ones from the file, the rest from the judge (good replies appended to the cache as
-  /// they arrive, in chunks, with progress in the log).
+  /// they arrive, in chunks, with progress in the log). IoError when the judge has failed 8 calls in a row without
+  /// ever answering (down or misconfigured), instead of scoring everything by the fallbacks.
   std::vector<std::string> ask(const std::vector<JudgeQuery>& queries);
   Judge& judge() { return judge_; }
   const decode::PromptTemplates& templates() const { return templates_; }
@@ -105,6 +107,8 @@ class JudgeSession {
   uint64_t seed_ = 0;
   struct Cache;
   std::unique_ptr<Cache> cache_;
+  int64_t answered_ = 0, failed_in_a_row_ = 0;
+  static constexpr int64_t kGiveUpAfter = 8;
 };
 
 /// A 128-bit hex digest of the query and judge name (the cache key).

@@ -20,6 +20,10 @@ struct Response {
   std::string body;
 };
 
+/// `url` without credentials for logs and reports: user:password@ and the query string are removed
+/// ("https://u:p@host/v1?key=x" -> "https://host/v1").
+std::string redact_url(const std::string& url);
+
 /// POSTs `body` as application/json to `url` (http:// or https://). Returns the first 2xx response or any 4xx
 /// other than 429 (the caller decides what a 4xx means); throws IoError after the last failed attempt.
 Response post_json(const std::string& url, const std::string& body, const Options& options);
