@@ -40,7 +40,7 @@ if [ ! -f runs/demo-2ranks/final/model.safetensors ]; then
 fi
 
 # Decoding: one demo benchmark image answered greedily and with SWIRES (the compute used is printed last).
-image=$(find data/demo/images -name '*.png' | sort | head -n 1)
+image=$(find data/demo/images -name '*.png' | sort | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
 echo "question about $image:"
 "$bin" generate --model runs/demo/final --image "$image" --prompt "How many shapes are there?" \
   --set decode.max_new_tokens=256
@@ -56,15 +56,9 @@ echo "question about $image:"
   --set decode.max_new_tokens=256 --config configs/eval/judge-local.yaml --set eval.judge_max_tokens=16
 echo "evaluation report: runs/demo-eval/results.md"
 
-# The stage below lands with a later milestone (export); until then
-# the quickstart stops here and says so rather than pretending.
-pending=()
-for sub in export; do
-  out=$("$bin" "$sub" 2>&1 || true)
-  case "$out" in *"not implemented yet"*) pending+=("$sub") ;; esac
-done
-if [ ${#pending[@]} -gt 0 ]; then
-  printf '\nNot implemented yet in this version: %s.\n' "${pending[*]}"
-  echo "The quickstart ran everything that exists: dependencies, build, configuration."
-  echo "Run the tests with scripts/test.sh."
-fi
+# Export: the demo model as a Hugging Face directory (transformers' MllamaForConditionalGeneration and
+# AutoProcessor load it), with the evaluation in its model card; inspect checks it from the headers alone.
+"$bin" export --checkpoint runs/demo/final --out runs/demo-hf --dtype bf16 --overwrite \
+  --eval-results runs/demo-eval/results.json
+"$bin" inspect runs/demo-hf
+echo "exported model: runs/demo-hf (README.md is its model card)"

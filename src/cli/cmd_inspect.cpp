@@ -1,5 +1,5 @@
-// llavacot inspect: summarise a safetensors file or checkpoint directory from its headers alone
-// (no tensor data is read).
+// llavacot inspect: summarise a safetensors file or model directory from its headers and small files alone (no
+// tensor data is read): config, parameters by area, dtypes, shards, and any key, shape or file problems.
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -9,6 +9,7 @@
 #include "common.h"
 #include "llavacot/util/error.h"
 #include "llavacot/io/sharded.h"
+#include "llavacot/model/export.h"
 #include "llavacot/model/mllama_config.h"
 
 namespace llavacot::cli {
@@ -70,25 +71,33 @@ void register_inspect(CLI::App& app) {
       return;
     }
     if (args->path.empty()) throw UsageError("inspect needs a PATH, --preset NAME or --config FILE");
-    auto ckpt = safetensors::Checkpoint::open(args->path);
-    std::map<std::string, std::pair<int64_t, uint64_t>> by_dtype;  // dtype -> (tensors, elements)
-    int64_t n_params = 0;
-    auto names = ckpt.names();
-    for (const auto& name : names) {
-      const auto& t = ckpt.info(name);
-      auto& e = by_dtype[safetensors::dtype_name(t.dtype)];
-      e.first += 1;
-      e.second += static_cast<uint64_t>(t.numel());
-      n_params += t.numel();
+    const auto check = model::check_model(args->path);
+    std::cout << "path       " << args->path << "\n";
+    if (!check.config_summary.empty()) {
+      std::istringstream lines(check.config_summary);
+      for (std::string l; std::getline(lines, l);) std::cout << "config     " << l << "\n";
     }
-    std::cout << "path       " << args->path << "\n"
-              << "files      " << ckpt.files().size() << "\n"
-              << "tensors    " << names.size() << "\n"
-              << "elements   " << n_params << "\n"
-              << "bytes      " << ckpt.total_bytes() << " (" << human_bytes(ckpt.total_bytes()) << ")\n";
-    for (const auto& [dtype, e] : by_dtype)
-      std::cout << "dtype      " << std::left << std::setw(8) << dtype << e.first << " tensors, " << e.second
-                << " elements\n";
+    std::cout << "files      " << check.files.size();
+    for (const auto& f : check.files) std::cout << " " << f;
+    std::cout << "\n"
+              << "tensors    " << check.tensors << "\n"
+              << "elements   " << check.parameters << "\n"
+              << "bytes      " << check.bytes << " (" << human_bytes(check.bytes) << ")\n";
+    for (const auto& [dtype, e] : check.dtypes)
+      std::cout << "dtype      " << std::left << std::setw(8) << dtype << e.first << " tensors, " << e.second << " elements\n";
+    for (const auto& [area, e] : check.areas)
+      std::cout << "area       " << std::left << std::setw(12) << area << std::right << std::setw(15) << e.second
+                << " parameters in " << e.first << " tensors\n";
+    for (const auto& n : check.notes) std::cout << "note       " << n << "\n";
+    for (const auto& p : check.problems) std::cout << "PROBLEM    " << p << "\n";
+    if (check.problems.empty() && check.has_config) std::cout << "check      every parameter present with the shape config.json implies\n";
+    if (!check.problems.empty()) {
+      std::cout.flush();
+      throw FormatError(str_cat(args->path, ": ", check.problems.size(), " problem(s) found (listed above)"));
+    }
+    if (check.tensors == 0) return;
+    auto ckpt = safetensors::Checkpoint::open(args->path);
+    auto names = ckpt.names();
     if (args->list) {
       for (const auto& name : names) {
         const auto& t = ckpt.info(name);

@@ -35,10 +35,6 @@ bool resolve_config(const ConfigArgs& args, Config& out) {
   return false;
 }
 
-void not_implemented(const std::string& command, const std::string& what) {
-  throw NotImplementedError(str_cat("'llavacot ", command, "' is not implemented yet (", what, ")"));
-}
-
 std::string sh_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);

@@ -87,9 +87,6 @@ struct BenchDecodeArgs {
 };
 void bench_decode(const BenchDecodeArgs& args);
 
-/// Throws NotImplementedError for a subcommand that a later milestone delivers.
-[[noreturn]] void not_implemented(const std::string& command, const std::string& what);
-
 // One registration function per subcommand (src/cli/cmd_*.cpp).
 void register_train(CLI::App& app);
 void register_eval(CLI::App& app);

@@ -94,25 +94,42 @@ uint64_t parse_byte_size(const std::string& text) {
 
 std::vector<std::string> save_sharded(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes,
                                       const std::map<std::string, std::string>& metadata, const std::string& prefix) {
+  std::vector<std::pair<std::string, uint64_t>> entries;
+  std::map<std::string, const at::Tensor*> by_name;
+  for (const auto& nt : tensors) {
+    entries.emplace_back(nt.first, static_cast<uint64_t>(nt.second.numel()) * nt.second.element_size());
+    by_name[nt.first] = &nt.second;
+  }
+  return save_sharded(dir, entries, [&](const std::string& name) { return *by_name.at(name); }, max_shard_bytes, metadata,
+                      prefix);
+}
+
+std::vector<std::string> save_sharded(const std::string& dir, const std::vector<std::pair<std::string, uint64_t>>& entries,
+                                      const std::function<at::Tensor(const std::string&)>& get, uint64_t max_shard_bytes,
+                                      const std::map<std::string, std::string>& metadata, const std::string& prefix) {
   if (max_shard_bytes == 0) throw UsageError("max shard size must be positive");
   fs::create_dirs(dir);
   // Greedy split in the caller's order: start a new shard when the next tensor would overflow this one.
-  std::vector<NamedTensors> shards(1);
+  std::vector<std::vector<std::string>> shards(1);
   uint64_t current = 0, total = 0;
-  for (const auto& nt : tensors) {
-    uint64_t bytes = static_cast<uint64_t>(nt.second.numel()) * nt.second.element_size();
+  for (const auto& [name, bytes] : entries) {
     if (!shards.back().empty() && current + bytes > max_shard_bytes) {
       shards.emplace_back();
       current = 0;
     }
-    shards.back().push_back(nt);
+    shards.back().push_back(name);
     current += bytes;
     total += bytes;
   }
+  auto make = [&](const std::vector<std::string>& names) {
+    NamedTensors out;
+    for (const auto& n : names) out.emplace_back(n, get(n));
+    return out;
+  };
   std::vector<std::string> written;
   if (shards.size() == 1) {
     std::string path = join(dir, prefix + ".safetensors");
-    save(path, shards[0], metadata);
+    save(path, make(shards[0]), metadata);
     written.push_back(path);
     return written;
   }
@@ -122,9 +139,9 @@ std::vector<std::string> save_sharded(const std::string& dir, const NamedTensors
     char name[64];
     std::snprintf(name, sizeof(name), "-%05zu-of-%05zu.safetensors", i + 1, shards.size());
     std::string file = prefix + name;
-    save(join(dir, file), shards[i], metadata);
+    save(join(dir, file), make(shards[i]), metadata);  // this shard's tensors are released before the next
     written.push_back(join(dir, file));
-    for (const auto& nt : shards[i]) index.weight_map[nt.first] = file;
+    for (const auto& n : shards[i]) index.weight_map[n] = file;
   }
   // The index goes last: a reader that finds it finds every shard it names.
   std::string index_path = join(dir, prefix + kIndexName);

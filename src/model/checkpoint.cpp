@@ -1,6 +1,8 @@
 #include "llavacot/model/checkpoint.h"
 
+#include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <map>
 #include <set>
 #include <sstream>
@@ -139,6 +141,47 @@ std::vector<std::string> save_pretrained(const MllamaForConditionalGeneration& m
   fs::write_file_atomic(dir + "/config.json", config_json(config));
   files.push_back(dir + "/config.json");
   return files;
+}
+
+void check_preprocessor_config(const std::string& dir, const MllamaConfig& cfg) {
+  const auto path = (std::filesystem::path(dir) / "preprocessor_config.json").string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return;
+  const auto j = nlohmann::json::parse(fs::read_file(path), nullptr, false);
+  LLAVACOT_CHECK(j.is_object(), FormatError, path, ": not a JSON object");
+  std::vector<std::string> problems;
+  auto number = [&](const char* key, double want, double tol) {
+    if (!j.contains(key)) return;
+    if (!j[key].is_number() || std::abs(j[key].get<double>() - want) > tol)
+      problems.push_back(str_cat(key, " is ", j[key].dump(), ", llavacot uses ", want));
+  };
+  auto triple = [&](const char* key, const std::vector<double>& want) {
+    if (!j.contains(key)) return;
+    bool ok = j[key].is_array() && j[key].size() == want.size();
+    for (size_t i = 0; ok && i < want.size(); ++i) ok = j[key][i].is_number() && std::abs(j[key][i].get<double>() - want[i]) < 1e-6;
+    if (!ok) problems.push_back(str_cat(key, " is ", j[key].dump(), ", llavacot uses the CLIP values"));
+  };
+  if (j.contains("image_processor_type") &&
+      !(j["image_processor_type"] == "MllamaImageProcessor" || j["image_processor_type"] == "MllamaImageProcessorFast"))
+    problems.push_back(str_cat("image_processor_type is ", j["image_processor_type"].dump(), ", not MllamaImageProcessor"));
+  if (j.contains("size")) {
+    const auto& sz = j["size"];
+    const bool ok = sz.is_object() && sz.contains("height") && sz.contains("width") && sz["height"] == cfg.vision.image_size &&
+                    sz["width"] == cfg.vision.image_size;
+    if (!ok) problems.push_back(str_cat("size is ", sz.dump(), ", the model's tiles are ", cfg.vision.image_size, " x ",
+                                        cfg.vision.image_size));
+  }
+  number("max_image_tiles", static_cast<double>(cfg.vision.max_num_tiles), 0);
+  number("resample", 2, 0);
+  number("rescale_factor", 1.0 / 255.0, 1e-9);
+  triple("image_mean", {0.48145466, 0.4578275, 0.40821073});
+  triple("image_std", {0.26862954, 0.26130258, 0.27577711});
+  for (const char* flag : {"do_resize", "do_pad", "do_rescale", "do_normalize", "do_convert_rgb"})
+    if (j.contains(flag) && j[flag] != true) problems.push_back(str_cat(flag, " is ", j[flag].dump(), ", llavacot always does it"));
+  if (problems.empty()) return;
+  std::string all;
+  for (const auto& p : problems) all += "\n  " + p;
+  throw ConfigError(str_cat(path, " asks for image processing llavacot does not do:", all));
 }
 
 std::string tokenizer_path_for(const ModelConfig& c) {

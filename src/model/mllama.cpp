@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "llavacot/model/checkpoint.h"
 #include "llavacot/util/error.h"
@@ -393,6 +394,10 @@ MllamaForConditionalGeneration build_model(const ModelConfig& config, uint64_t s
   } else {
     load_weights(model, config.weights);
   }
+  // A Hugging Face directory brings its image processor settings: they must be the ones we implement.
+  std::error_code ec;
+  for (const auto& dir : {config.weights, config.preset})
+    if (!dir.empty() && std::filesystem::is_directory(dir, ec)) check_preprocessor_config(dir, shapes);
   return model;
 }
 

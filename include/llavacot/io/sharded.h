@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,6 +35,14 @@ uint64_t parse_byte_size(const std::string& text);
 /// Writes `tensors` into `dir` split into shards of at most `max_shard_bytes` (a single tensor larger
 /// than that gets a shard of its own). Returns the files written (shards, then the index if any).
 std::vector<std::string> save_sharded(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes,
+                                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
+                                      const std::string& prefix = "model");
+
+/// The same with tensors made on demand, one shard at a time, so that only one shard's tensors are in memory
+/// (exporting with a dtype conversion): `entries` gives each name and its size in bytes as written, `get` makes
+/// the tensor.
+std::vector<std::string> save_sharded(const std::string& dir, const std::vector<std::pair<std::string, uint64_t>>& entries,
+                                      const std::function<at::Tensor(const std::string&)>& get, uint64_t max_shard_bytes,
                                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
                                       const std::string& prefix = "model");
 

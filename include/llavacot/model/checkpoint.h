@@ -47,6 +47,11 @@ struct SaveOptions {
 std::vector<std::string> save_pretrained(const MllamaForConditionalGeneration& model, const std::string& dir,
                                          const SaveOptions& options = {});
 
+/// Checks DIR/preprocessor_config.json, when there is one, against what llavacot's image processor does
+/// (MllamaImageProcessor: square tiles of the model's image_size, max_num_tiles tiles, bilinear resampling, the CLIP
+/// mean and std, 1/255 rescaling, padding); ConfigError naming each setting it would not honour.
+void check_preprocessor_config(const std::string& dir, const MllamaConfig& config);
+
 /// The tokenizer file a model config uses: model.tokenizer, else tokenizer.json beside model.weights or in the
 /// model.preset directory. ConfigError when none exists.
 std::string tokenizer_path_for(const ModelConfig& config);
