@@ -121,9 +121,15 @@ std::vector<std::string> save_sharded(const std::string& dir, const std::vector<
     current += bytes;
     total += bytes;
   }
+  std::map<std::string, uint64_t> declared(entries.begin(), entries.end());
   auto make = [&](const std::vector<std::string>& names) {
     NamedTensors out;
-    for (const auto& n : names) out.emplace_back(n, get(n));
+    for (const auto& n : names) {
+      out.emplace_back(n, get(n));
+      const auto bytes = static_cast<uint64_t>(out.back().second.numel()) * out.back().second.element_size();
+      LLAVACOT_CHECK(bytes == declared.at(n), UsageError, "save_sharded: ", n, " has ", bytes, " bytes, ", declared.at(n),
+                     " were planned");
+    }
     return out;
   };
   std::vector<std::string> written;

@@ -150,21 +150,23 @@ void check_preprocessor_config(const std::string& dir, const MllamaConfig& cfg) 
   const auto j = nlohmann::json::parse(fs::read_file(path), nullptr, false);
   LLAVACOT_CHECK(j.is_object(), FormatError, path, ": not a JSON object");
   std::vector<std::string> problems;
+  // A missing key or null means transformers' default, which is the value we use.
+  auto set = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
   auto number = [&](const char* key, double want, double tol) {
-    if (!j.contains(key)) return;
+    if (!set(key)) return;
     if (!j[key].is_number() || std::abs(j[key].get<double>() - want) > tol)
       problems.push_back(str_cat(key, " is ", j[key].dump(), ", llavacot uses ", want));
   };
   auto triple = [&](const char* key, const std::vector<double>& want) {
-    if (!j.contains(key)) return;
+    if (!set(key)) return;
     bool ok = j[key].is_array() && j[key].size() == want.size();
     for (size_t i = 0; ok && i < want.size(); ++i) ok = j[key][i].is_number() && std::abs(j[key][i].get<double>() - want[i]) < 1e-6;
     if (!ok) problems.push_back(str_cat(key, " is ", j[key].dump(), ", llavacot uses the CLIP values"));
   };
-  if (j.contains("image_processor_type") &&
-      !(j["image_processor_type"] == "MllamaImageProcessor" || j["image_processor_type"] == "MllamaImageProcessorFast"))
+  if (j.contains("image_processor_type") && j["image_processor_type"].is_string() &&
+      j["image_processor_type"].get<std::string>().rfind("MllamaImageProcessor", 0) != 0)
     problems.push_back(str_cat("image_processor_type is ", j["image_processor_type"].dump(), ", not MllamaImageProcessor"));
-  if (j.contains("size")) {
+  if (set("size")) {
     const auto& sz = j["size"];
     const bool ok = sz.is_object() && sz.contains("height") && sz.contains("width") && sz["height"] == cfg.vision.image_size &&
                     sz["width"] == cfg.vision.image_size;
@@ -177,7 +179,7 @@ void check_preprocessor_config(const std::string& dir, const MllamaConfig& cfg) 
   triple("image_mean", {0.48145466, 0.4578275, 0.40821073});
   triple("image_std", {0.26862954, 0.26130258, 0.27577711});
   for (const char* flag : {"do_resize", "do_pad", "do_rescale", "do_normalize", "do_convert_rgb"})
-    if (j.contains(flag) && j[flag] != true) problems.push_back(str_cat(flag, " is ", j[flag].dump(), ", llavacot always does it"));
+    if (set(flag) && j[flag] != true) problems.push_back(str_cat(flag, " is ", j[flag].dump(), ", llavacot always does it"));
   if (problems.empty()) return;
   std::string all;
   for (const auto& p : problems) all += "\n  " + p;

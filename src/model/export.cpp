@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "llavacot/config/loader.h"
 #include "llavacot/io/sharded.h"
 #include "llavacot/model/checkpoint.h"
 #include "llavacot/model/mllama_config.h"
@@ -60,6 +61,25 @@ json added_token(const std::string& content) {
 
 std::string token_text(const text::Tokenizer& tok, text::TokenId id) { return id >= 0 ? tok.token_bytes(id) : std::string(); }
 
+// The tokenizer.json text to export: the source file, with <|image|> added to its added_tokens when the file
+// lacks it (Llama 3.1 files; llavacot adds it in memory at image_token_index), so every reader sees the token.
+std::string exported_tokenizer_json(const std::string& path, int64_t image_id) {
+  const std::string text = fs::read_file(path);
+  auto j = json::parse(text, nullptr, false);
+  LLAVACOT_CHECK(j.is_object(), FormatError, path, ": not a JSON object");
+  if (!j.contains("added_tokens") || !j["added_tokens"].is_array()) j["added_tokens"] = json::array();
+  for (const auto& t : j["added_tokens"])
+    if (t.is_object() && t.value("content", "") == "<|image|>") {
+      LLAVACOT_CHECK(t.value("id", int64_t{-1}) == image_id, FormatError, path, ": <|image|> has id ", t.value("id", int64_t{-1}),
+                     " but the model's image_token_index is ", image_id);
+      return text;  // unchanged, byte for byte
+    }
+  j["added_tokens"].push_back(json{{"id", image_id}, {"content", "<|image|>"}, {"single_word", false}, {"lstrip", false},
+                                   {"rstrip", false}, {"normalized", false}, {"special", true}});
+  LOG_INFO("export", path, " has no <|image|>: added at id ", image_id);
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
 // tokenizer_config.json, special_tokens_map.json and chat_template.json for `tok`.
 void write_tokenizer_files(const std::string& dir, const text::Tokenizer& tok, std::vector<std::string>* files) {
   const auto& sp = tok.special_ids();
@@ -74,7 +94,7 @@ void write_tokenizer_files(const std::string& dir, const text::Tokenizer& tok, s
   json config{{"added_tokens_decoder", decoder},
               {"bos_token", bos},
               {"chat_template", chat_template()},
-              {"clean_up_tokenization_spaces", true},
+              {"clean_up_tokenization_spaces", false},  // decode as llavacot does (" ." stays " .")
               {"eos_token", eos},
               {"extra_special_tokens", json::object()},
               {"model_input_names", json::array({"input_ids", "attention_mask"})},
@@ -152,26 +172,38 @@ std::string model_card(const std::string& checkpoint, const std::string& name, c
   md << "It answers in four stages, `<SUMMARY>`, `<CAPTION>`, `<REASONING>` and `<CONCLUSION>`, when trained on "
         "LLaVA-CoT-style data.\n\n";
   const auto state_text = read_if_exists(join(checkpoint, "trainer_state.json"));
-  const auto run_dir = stdfs::path(checkpoint).parent_path().string();
-  const auto resolved = read_if_exists(join(run_dir, "config.resolved.yaml"));
   md << "## Training\n\n";
   if (!state_text.empty()) {
-    const auto s = nlohmann::json::parse(state_text, nullptr, false);
-    if (s.is_object() && s.contains("step"))
-      md << "Checkpoint after " << s["step"] << " training steps" << (s.contains("total_steps") ? str_cat(" of ", s["total_steps"].dump()) : "")
-         << (s.contains("world_size") ? str_cat(" on ", s["world_size"].dump(), " process(es)") : "") << ".\n\n";
+    const auto st = nlohmann::json::parse(state_text, nullptr, false);
+    if (st.is_object() && st.contains("step"))
+      md << "Checkpoint after " << st["step"] << " training steps"
+         << (st.contains("total_steps") ? str_cat(" of ", st["total_steps"].dump()) : "")
+         << (st.contains("world_size") ? str_cat(" on ", st["world_size"].dump(), " process(es)") : "") << ".\n\n";
   }
-  if (!resolved.empty()) {
-    std::istringstream in(resolved);
-    for (std::string line; std::getline(in, line);)
-      if (const size_t at = line.find("train_file:"); at != std::string::npos) {
-        std::string file = line.substr(at + 11);
-        if (const size_t comment = file.find(" #"); comment != std::string::npos) file.erase(comment);
-        file.erase(0, file.find_first_not_of(" \"'"));
-        file.erase(file.find_last_not_of(" \"'") + 1);
-        md << "Training data: `" << file << "`.\n\n";
-      }
-    md << "The run's configuration (`llavacot train`):\n\n```yaml\n" << resolved << (resolved.back() == '\n' ? "" : "\n") << "```\n\n";
+  // A training checkpoint (RUN/checkpoint-N or RUN/final) has the run's resolved config one level up. Only
+  // hyperparameters and file names go into the card: no local paths, no URLs.
+  const auto ckpt_path = stdfs::absolute(checkpoint).lexically_normal();
+  const auto leaf = (ckpt_path.filename().empty() ? ckpt_path.parent_path() : ckpt_path).filename().string();
+  const auto run_dir = (ckpt_path.filename().empty() ? ckpt_path.parent_path() : ckpt_path).parent_path();
+  const auto resolved = (run_dir / "config.resolved.yaml").string();
+  std::error_code ec;
+  if ((leaf == "final" || leaf.rfind("checkpoint-", 0) == 0) && stdfs::is_regular_file(resolved, ec)) {
+    try {
+      const Config rc = config::load({resolved}, {});
+      const auto base = [](const std::string& p) { return p.empty() ? std::string("-") : stdfs::path(p).filename().string(); };
+      md << "| setting | value |\n|---|---|\n"
+         << "| training data | `" << base(rc.data.train_file) << "` |\n"
+         << "| initial weights | `" << (rc.model.weights.empty() ? std::string("random (") + rc.model.preset + ")" : base(rc.model.weights)) << "` |\n"
+         << "| epochs / max steps | " << rc.train.epochs << " / " << rc.train.max_steps << " |\n"
+         << "| batch size x accumulation | " << rc.train.batch_size << " x " << rc.train.grad_accum << " per process |\n"
+         << "| learning rate | " << rc.train.lr << " (" << rc.train.schedule << ", warmup " << rc.train.warmup_steps << ") |\n"
+         << "| weight decay | " << rc.train.weight_decay << " |\n"
+         << "| precision | " << rc.train.precision << " |\n"
+         << "| sequence length | " << rc.data.max_seq_len << " |\n"
+         << "| seed | " << rc.run.seed << " |\n\n";
+    } catch (const Error& e) {
+      LOG_WARN("export", "the run's ", resolved, " could not be read for the model card: ", e.what());
+    }
   } else {
     md << "No training run configuration was found beside the checkpoint.\n\n";
   }
@@ -184,17 +216,22 @@ std::string model_card(const std::string& checkpoint, const std::string& name, c
     md << "`llavacot eval`, strategy `" << res.value("strategy", "?") << "`, VLMEvalKit matching rules "
        << res.value("matcher_version", "?") << ", judge: "
        << (res.contains("judge") && res["judge"].is_object() ? res["judge"].value("name", "?") : std::string("none (exact matching)"))
-       << ".\n\n| benchmark | full output | `<CONCLUSION>` |\n|---|---|---|\n";
+       << ". Headlines on 0-100; * = scored by rules alone where VLMEvalKit asks a judge.\n\n"
+       << "| benchmark | full output | `<CONCLUSION>` |\n|---|---|---|\n";
     for (const auto& [name, b] : res["benchmarks"].items()) {
+      if (name == "MMBench_TEST_EN_V11") continue;  // no ground truth: a submission file, not a score
       auto cell = [&](const char* source) {
-        if (!b.contains(source) || !b[source].contains("headline")) return std::string("-");
-        const auto& s = b[source];
-        if (s.value("needs_judge", false) && name == "MMVet") return std::string("n/a");
-        return fmt(s["headline"].get<double>());
+        if (!b.is_object() || !b.contains(source) || !b[source].is_object() || !b[source].contains("headline") ||
+            !b[source]["headline"].is_number())
+          return std::string("-");
+        const auto& sc = b[source];
+        const bool needs_judge = sc.value("needs_judge", false);
+        if (needs_judge && name == "MMVet") return std::string("n/a");
+        return fmt(sc["headline"].get<double>()) + (needs_judge ? "*" : "");
       };
       md << "| " << name << " | " << cell("full") << " | " << cell("conclusion") << " |\n";
     }
-    if (res.contains("average") && res["average"].is_object())
+    if (res.contains("average") && res["average"].is_object() && res["average"].value("full", nlohmann::json()).is_number())
       md << "| Average | " << fmt(res["average"].value("full", 0.0)) << " | " << fmt(res["average"].value("conclusion", 0.0)) << " |\n";
     md << "\n";
   } else {
@@ -246,8 +283,18 @@ ExportReport export_hf(const std::string& checkpoint, const std::string& out_dir
   std::error_code ec;
   const bool exists = stdfs::exists(out_dir, ec);
   LLAVACOT_CHECK(!exists || o.overwrite, UsageError, "'", out_dir, "' exists; pass --overwrite to replace it");
-  LLAVACOT_CHECK(stdfs::weakly_canonical(out_dir, ec) != stdfs::weakly_canonical(checkpoint, ec), UsageError,
-                 "the output directory is the checkpoint itself");
+  {  // --overwrite replaces out_dir whole: it must not hold the checkpoint, and must be a model directory (or empty)
+    const auto out_c = stdfs::weakly_canonical(stdfs::absolute(out_dir), ec).lexically_normal().string();
+    const auto ckpt_c = stdfs::weakly_canonical(stdfs::absolute(checkpoint), ec).lexically_normal().string();
+    LLAVACOT_CHECK(!(ckpt_c == out_c || ckpt_c.rfind(out_c + "/", 0) == 0), UsageError, "--out '", out_dir,
+                   "' is or contains the checkpoint being exported");
+    if (exists) {
+      LLAVACOT_CHECK(stdfs::is_directory(out_dir, ec), UsageError, "--out '", out_dir, "' exists and is not a directory");
+      const bool empty = stdfs::is_empty(out_dir, ec);
+      LLAVACOT_CHECK(empty || stdfs::exists(join(out_dir, "config.json")), UsageError, "--out '", out_dir,
+                     "' is not a model directory (no config.json); --overwrite only replaces an earlier export");
+    }
+  }
 
   // Everything is checked before anything is written.
   auto cfg = read_config(checkpoint);
@@ -288,7 +335,14 @@ ExportReport export_hf(const std::string& checkpoint, const std::string& out_dir
         tmp, entries,
         [&](const std::string& name) {
           if (++done % 100 == 0) LOG_INFO("export", done, "/", r.tensors, " tensors");
-          return ckpt.get(stored.at(name)).to(dt.scalar).contiguous();
+          const auto src = ckpt.get(stored.at(name));
+          auto t = src.to(dt.scalar).contiguous();
+          if (dt.scalar == torch::kFloat16 && src.is_floating_point()) {  // beyond +-65504 becomes inf
+            const auto overflow = torch::isinf(t).logical_and(torch::isfinite(src)).sum().item<int64_t>();
+            LLAVACOT_CHECK(overflow == 0, FormatError, name, ": ", overflow,
+                           " values exceed fp16's range (65504) and would become inf; export as bf16 or fp32");
+          }
+          return t;
         },
         o.max_shard_bytes);
     for (const auto& f : files) r.files.push_back(stdfs::path(f).filename().string());
@@ -297,29 +351,45 @@ ExportReport export_hf(const std::string& checkpoint, const std::string& out_dir
     const auto& sp = tok->special_ids();
     if (sp.bos >= 0) cfg.text.bos_token_id = sp.bos;
     if (sp.pad >= 0) cfg.text.pad_token_id = sp.pad;
+    else if (sp.eot >= 0) cfg.text.pad_token_id = sp.eot;  // tokenizer_config.json pads with the eos text then
     if (!sp.eos.empty()) cfg.text.eos_token_id.assign(sp.eos.begin(), sp.eos.end());
     fs::write_file_atomic(join(tmp, "config.json"), config_json(cfg));
     fs::write_file_atomic(join(tmp, "generation_config.json"), generation_json(cfg, *tok));
     fs::write_file_atomic(join(tmp, "preprocessor_config.json"), preprocessor_json(cfg));
-    fs::write_file_atomic(join(tmp, "tokenizer.json"), fs::read_file(tok_path));
+    fs::write_file_atomic(join(tmp, "tokenizer.json"), exported_tokenizer_json(tok_path, cfg.image_token_index));
     for (const char* f : {"config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json"}) r.files.push_back(f);
     write_tokenizer_files(tmp, *tok, &r.files);
     fs::write_file_atomic(join(tmp, "README.md"), model_card(checkpoint, stdfs::path(out_dir).filename().string(), cfg, r, dt.torch_name, o.eval_results));
     r.files.push_back("README.md");
     fs::fsync_dir(tmp);
-    if (exists) {
-      const std::string old = (parent / str_cat(".", stdfs::path(out_dir).filename().string(), ".old-", ::getpid())).string();
-      stdfs::rename(out_dir, old);
-      stdfs::rename(tmp, out_dir);
-      stdfs::remove_all(old);
-    } else {
-      stdfs::rename(tmp, out_dir);
-    }
-    fs::fsync_dir(parent.string());
   } catch (...) {
     stdfs::remove_all(tmp, ec);
     throw;
   }
+  // Swap in: the old export is moved aside, the new one renamed into place, then the old one removed; if the
+  // second rename fails, the old export is put back.
+  if (exists) {
+    const std::string old = (parent / str_cat(".", stdfs::path(out_dir).filename().string(), ".old-", ::getpid())).string();
+    stdfs::remove_all(old, ec);
+    stdfs::rename(out_dir, old);
+    try {
+      stdfs::rename(tmp, out_dir);
+    } catch (...) {
+      stdfs::rename(old, out_dir, ec);
+      stdfs::remove_all(tmp, ec);
+      throw;
+    }
+    stdfs::remove_all(old, ec);
+    if (ec) LOG_WARN("export", "could not remove the replaced export ", old, ": ", ec.message());
+  } else {
+    try {
+      stdfs::rename(tmp, out_dir);
+    } catch (...) {
+      stdfs::remove_all(tmp, ec);
+      throw;
+    }
+  }
+  fs::fsync_dir(parent.string());
   return r;
 }
 
@@ -374,6 +444,10 @@ ModelCheck check_model(const std::string& path) {
     c.parameters += t.numel();
     if (!cfg) continue;
     const auto key = canonical_key(name);
+    if (seen.count(key)) {
+      c.problems.push_back(str_cat(name, ": a second tensor for ", key, " (the file holds both key layouts)"));
+      continue;
+    }
     auto it = expected.find(key);
     if (it == expected.end()) {
       c.problems.push_back(str_cat("unexpected tensor ", name, " (not a parameter of this config)"));
@@ -395,7 +469,9 @@ ModelCheck check_model(const std::string& path) {
   }
   int64_t missing = 0;
   for (const auto& p : table)
-    if (!seen.count(p.name) && ++missing <= 10) c.problems.push_back("missing tensor " + p.name);
+    if (!seen.count(p.name) && ++missing <= 10)
+      c.problems.push_back("missing tensor " + p.name +
+                           (p.area == "lm_head" && cfg->text.tie_word_embeddings ? " (tied embeddings are not supported)" : ""));
   if (missing > 10) c.problems.push_back(str_cat("... and ", missing - 10, " more missing tensors"));
   if (dir) {
     for (const char* f : {"tokenizer.json", "generation_config.json", "preprocessor_config.json", "tokenizer_config.json"})

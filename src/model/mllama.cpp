@@ -389,15 +389,19 @@ MllamaForConditionalGeneration build_model(const ModelConfig& config, uint64_t s
   MllamaForConditionalGeneration model(
       shapes, torch::TensorOptions().dtype(parse_model_dtype(config.dtype)).device(device));
   model->runtime = runtime_from_config(config);
+  // A Hugging Face directory brings its image processor settings: they must be the ones we implement (checked
+  // before the weights are read).
+  std::error_code ec;
+  for (const auto& path : {config.weights, config.preset}) {
+    if (path.empty()) continue;
+    const auto dir = std::filesystem::is_directory(path, ec) ? std::filesystem::path(path) : std::filesystem::path(path).parent_path();
+    if (!dir.empty() && std::filesystem::is_directory(dir, ec)) check_preprocessor_config(dir.string(), shapes);
+  }
   if (config.weights.empty()) {
     init_weights(model, seed);
   } else {
     load_weights(model, config.weights);
   }
-  // A Hugging Face directory brings its image processor settings: they must be the ones we implement.
-  std::error_code ec;
-  for (const auto& dir : {config.weights, config.preset})
-    if (!dir.empty() && std::filesystem::is_directory(dir, ec)) check_preprocessor_config(dir, shapes);
   return model;
 }
 

@@ -6,7 +6,8 @@
                                 one user turn (image, then PROMPT), the processor's inputs and the model's logits
                                 for them, and the tokenizer's ids of a few texts, saved to OUT (safetensors):
                                 input_ids, pixel_values, aspect_ratio_ids, aspect_ratio_mask, cross_attention_mask,
-                                logits, text.<i> (ids of TEXTS[i])
+                                logits, text.<i> (ids of TEXTS[i]), chat.multi (ids of a whole conversation
+                                through the chat template)
   convert SOURCE DIR DTYPE      every tensor of the export DIR equals the SOURCE checkpoint's tensor converted
                                 with torch's .to(DTYPE) (bit for bit, NaN included); prints "ok N"
 """
@@ -52,6 +53,14 @@ def cmd_load(directory, image_path, prompt, out):
         logits = model(**inputs).logits
     result = {k: v.contiguous() for k, v in inputs.items() if isinstance(v, torch.Tensor)}
     result["logits"] = logits.float().contiguous()
+    conversation = [
+        {"role": "system", "content": "Answer in four stages."},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "<SUMMARY>I count.</SUMMARY>"}]},
+        {"role": "user", "content": "And the colours?"},
+    ]
+    multi = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    result["chat.multi"] = torch.tensor(processor.tokenizer(multi, add_special_tokens=False)["input_ids"], dtype=torch.int64)
     for i, t in enumerate(TEXTS):
         result[f"text.{i}"] = torch.tensor(processor.tokenizer(t, add_special_tokens=False)["input_ids"], dtype=torch.int64)
     save_file(result, out)

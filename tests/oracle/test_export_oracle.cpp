@@ -122,7 +122,9 @@ TEST_CASE("export writes the files and config fields transformers needs; the ind
   CHECK(reader["weight_map"].size() > 10);
   std::ifstream card(e.fp32 + "/README.md");
   std::string text((std::istreambuf_iterator<char>(card)), std::istreambuf_iterator<char>());
-  CHECK_THAT(text, Contains("library_name: transformers") && Contains("Training data:") && Contains("## Evaluation"));
+  CHECK_THAT(text, Contains("library_name: transformers") && Contains("| training data | `train.jsonl` |") &&
+                       Contains("## Evaluation"));
+  CHECK(text.find(e.trained.demo) == std::string::npos);  // no local paths in the card
 }
 
 TEST_CASE("export then import is bit-exact; bf16 and fp16 equal torch's conversions; tokenizer files reload",
@@ -205,6 +207,17 @@ TEST_CASE("transformers loads the export offline (model and AutoProcessor) and g
   const double scale = want.abs().max().item<double>();
   INFO("max |ours - transformers| = " << diff << " (logits up to " << scale << ")");
   CHECK(diff < 1e-4 * std::max(1.0, scale));
+  // The chat template renders a whole conversation (system, image and text, an assistant turn, a string turn)
+  // as our chat format does.
+  std::vector<text::Message> conversation{
+      {"system", {text::ContentPart::from_text("Answer in four stages.")}},
+      {"user", {text::ContentPart::image(), text::ContentPart::from_text(prompt)}},
+      {"assistant", {text::ContentPart::from_text("<SUMMARY>I count.</SUMMARY>")}},
+      {"user", {text::ContentPart::from_text("And the colours?")}}};
+  const auto multi = chat.render(conversation, true).ids;
+  const auto theirs_multi = ref.at("chat.multi");
+  REQUIRE(theirs_multi.numel() == static_cast<int64_t>(multi.size()));
+  for (size_t k = 0; k < multi.size(); ++k) CHECK(theirs_multi[static_cast<int64_t>(k)].item<int64_t>() == multi[k]);
   // transformers' tokenizer of the export gives our ids.
   const std::vector<std::string> texts{"Describe this image in two sentences.", " Test sentence   ", "ok\n",
                                        "<SUMMARY>a plan</SUMMARY> <CONCLUSION>B</CONCLUSION>", "<|image|>What is it?<|eot_id|>"};
@@ -251,20 +264,42 @@ TEST_CASE("the CLI takes the exported directory: generate gives the same answer,
   auto bad = gen(odd, "c.txt");
   CHECK(bad.exit_code != 0);
   CHECK_THAT(bad.output, Contains("preprocessor_config.json") && Contains("size"));
+  // Nulls mean transformers' defaults, and the fast processor class does the same processing.
+  p = read_json(e.bf16 + "/preprocessor_config.json");
+  p["do_pad"] = nullptr;
+  p["image_processor_type"] = "MllamaImageProcessorFast";
+  std::ofstream(odd + "/preprocessor_config.json") << p.dump();
+  require_ok(gen(odd, "d.txt"));
 }
 
 TEST_CASE("export refuses an existing directory and broken checkpoints; inspect finds broken exports",
           "[oracle][export]") {
   const auto& e = exported();
+  const auto before = stdfs::last_write_time(e.bf16 + "/model.safetensors");
   auto again = export_cmd(e.trained.model, e.bf16, "--dtype bf16");
   CHECK(again.exit_code == 2);
   CHECK_THAT(again.output, Contains("--overwrite"));
-  const auto before = stdfs::last_write_time(e.bf16 + "/model.safetensors");
-  auto over = export_cmd(e.trained.model, e.base + "/over", "--dtype bf16");
-  require_ok(over);
-  require_ok(export_cmd(e.trained.model, e.base + "/over", "--dtype fp16 --overwrite"));
-  CHECK(read_json(e.base + "/over/config.json")["torch_dtype"] == "float16");
-  CHECK(stdfs::last_write_time(e.bf16 + "/model.safetensors") == before);
+  CHECK(stdfs::last_write_time(e.bf16 + "/model.safetensors") == before);  // untouched
+  // --overwrite replaces the whole directory: a sharded fp32 export becomes one bf16 file, no shard left over.
+  require_ok(export_cmd(e.trained.model, e.base + "/over/", "--dtype fp32 --max-shard-size 300000"));  // trailing slash
+  require_ok(export_cmd(e.trained.model, e.base + "/over", "--dtype bf16 --overwrite"));
+  CHECK(read_json(e.base + "/over/config.json")["torch_dtype"] == "bfloat16");
+  for (const auto& f : stdfs::directory_iterator(e.base + "/over"))
+    CHECK(f.path().filename().string().rfind("model-0", 0) != 0);
+  CHECK_FALSE(stdfs::exists(e.base + "/over/model.safetensors.index.json"));
+  for (const auto& f : stdfs::directory_iterator(e.base)) CHECK(f.path().filename().string()[0] != '.');  // no temp dirs
+  // --overwrite never replaces the checkpoint's own folder, nor a folder that is not an export.
+  const auto run_dir = stdfs::path(e.trained.model).parent_path().string();
+  auto ancestor = export_cmd(e.trained.model, run_dir, "--overwrite");
+  CHECK(ancestor.exit_code == 2);
+  CHECK_THAT(ancestor.output, Contains("contains the checkpoint"));
+  CHECK(stdfs::exists(e.trained.model + "/model.safetensors"));
+  const auto other = e.base + "/notes";
+  stdfs::create_directories(other);
+  std::ofstream(other + "/todo.txt") << "keep me";
+  auto not_model = export_cmd(e.trained.model, other, "--overwrite");
+  CHECK(not_model.exit_code == 2);
+  CHECK(stdfs::exists(other + "/todo.txt"));
 
   auto good = test::run_command(test::cli() + " inspect " + test::shell_quote(e.fp32));
   INFO(good.output);
