@@ -16,6 +16,7 @@
 #include "bench_util.h"
 #include "common.h"
 #include "llavacot/data/batch.h"
+#include "llavacot/model/lora.h"
 #include "llavacot/model/mllama.h"
 #include "llavacot/train/optim.h"
 #include "llavacot/train/trainer.h"
@@ -44,8 +45,17 @@ void measure_single(const std::string& preset, const std::string& mode, int thre
   const std::string precision = mode.rfind("bf16", 0) == 0 ? "bf16_autocast" : "fp32";
   m->runtime.activation_checkpointing = ckpt;
   const data::Batch b = bench_batch(bench_inputs(c, kBatch, kSeq, kAspectRatio, torch::kFloat));
+  // "+lora": the base frozen, rank-16 adapters on q/k/v/o (configs/train/llava-cot-100k-lora.yaml) trained.
+  auto trained = m->named_weights();
+  if (mode.find("+lora") != std::string::npos) {
+    model::LoraSettings ls;
+    model::apply_lora(m, ls, 0);
+    for (auto& [n, p] : trained) p.set_requires_grad(false);
+    trained = model::named_adapters(m);
+    for (auto& [n, p] : trained) p.set_requires_grad(true);
+  }
   const int64_t base = util::rss_bytes();  // weights in place; optimizer state and activations come after
-  train::AdamW opt(m->named_weights(), {1e-5, 0.9, 0.999, 1e-8, 0.0});
+  train::AdamW opt(trained, {1e-5, 0.9, 0.999, 1e-8, 0.0});
   std::vector<torch::Tensor> params;
   for (const auto& [n, p] : opt.params()) params.push_back(p);
   auto step = [&] {
@@ -93,7 +103,8 @@ void bench_train(const BenchTrainArgs& args) {
                            {"step_flops", flops}};
   // +ckpt checkpoints the text decoder layers, as transformers' gradient checkpointing does for Mllama (the
   // same work on both sides); +ckpt-all also the vision encoder layers (ours only; the peer runs its +ckpt).
-  const std::vector<std::string> modes = {"fp32", "fp32+ckpt", "fp32+ckpt-all", "bf16", "bf16+ckpt", "bf16+ckpt-all"};
+  const std::vector<std::string> modes = {"fp32",      "fp32+ckpt",      "fp32+ckpt-all", "bf16",
+                                          "bf16+ckpt", "bf16+ckpt-all", "fp32+lora",     "bf16+ckpt+lora"};
   // This executable (resolved here: inside the shell, /proc/self/exe would be the shell).
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   for (const auto& mode : modes) {
@@ -104,7 +115,9 @@ void bench_train(const BenchTrainArgs& args) {
                                                  " 2>/dev/null"));
     nlohmann::json r = {{"ours", ours}};
     const std::string peer_mode = mode.substr(0, mode.find("-all"));
-    if (!args.no_peer && peer_mode != mode && report["modes"].contains(peer_mode) && report["modes"][peer_mode].contains("peer")) {
+    if (mode.find("+lora") != std::string::npos) {
+      // LoRA is compared with our own full fine-tuning in the same run (the rows above), not with a peer.
+    } else if (!args.no_peer && peer_mode != mode && report["modes"].contains(peer_mode) && report["modes"][peer_mode].contains("peer")) {
       r["peer"] = report["modes"][peer_mode]["peer"];  // the peer has no vision checkpointing: its +ckpt run
     } else if (!args.no_peer) {
       LOG_INFO("bench", "train step ", mode, ": PyTorch + transformers");

@@ -166,6 +166,16 @@ Problems EvalConfig::validate() const {
   return p;
 }
 
+Problems LoraConfig::validate() const {
+  Problems p;
+  check_min(p, "r", r, 0);
+  if (!(alpha > 0)) p.push_back("alpha: must be > 0");
+  check_range(p, "dropout", dropout, 0, 1);
+  if (dropout >= 1) p.push_back("dropout: must be < 1");
+  if (r > 0 && target_modules.empty()) p.push_back("target_modules: empty; name the projections that get adapters");
+  return p;
+}
+
 Problems ExportConfig::validate() const {
   Problems p;
   check_choice(p, "dtype", dtype, {"bf16", "fp16", "fp32"});

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "llavacot/model/checkpoint.h"
+#include "llavacot/model/lora.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/log.h"
 
@@ -15,7 +16,9 @@ namespace llavacot::decode {
 
 namespace stdfs = std::filesystem;
 
-std::shared_ptr<Engine> load_engine(const Config& cfg) {
+std::shared_ptr<Engine> load_engine(const Config& cfg_in) {
+  Config cfg = cfg_in;
+  model::resolve_adapter_model(cfg.model, cfg.lora.adapter);  // --model pointing at a LoRA checkpoint
   const auto shapes = model::load_preset(cfg.model.preset);
   const auto tokenizer_path = model::tokenizer_path_for(cfg.model);
   std::shared_ptr<const text::Tokenizer> tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);
@@ -24,6 +27,10 @@ std::shared_ptr<Engine> load_engine(const Config& cfg) {
   LLAVACOT_CHECK(tok->vocab_size() <= shapes.text.vocab_size + 8, ConfigError, "tokenizer ", tokenizer_path, " has ",
                  tok->vocab_size(), " ids but the model's embedding has ", shapes.text.vocab_size + 8, " rows");
   auto m = model::build_model(cfg.model, static_cast<uint64_t>(cfg.run.seed), model::device_for(cfg.run.device));
+  if (!cfg.lora.adapter.empty()) {  // merged: decoding then costs what the base model costs
+    model::load_adapter(m, cfg.lora.adapter);
+    LOG_INFO("decode", "merged ", model::merge_lora(m), " LoRA adapters from ", cfg.lora.adapter);
+  }
   m->eval();
   if (cfg.model.weights.empty())
     LOG_WARN("decode", "model.weights is empty: decoding with randomly initialised weights (seed ", cfg.run.seed, ")");

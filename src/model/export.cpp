@@ -14,6 +14,7 @@
 #include "llavacot/config/loader.h"
 #include "llavacot/io/sharded.h"
 #include "llavacot/model/checkpoint.h"
+#include "llavacot/model/lora.h"
 #include "llavacot/model/mllama_config.h"
 #include "llavacot/text/tokenizer.h"
 #include "llavacot/util/error.h"
@@ -296,20 +297,36 @@ ExportReport export_hf(const std::string& checkpoint, const std::string& out_dir
     }
   }
 
+  // A LoRA checkpoint is exported merged: its base (the directory itself when it holds base weights, else the
+  // adapter's base_model_name_or_path) plus the adapters, as one plain model.
+  const bool merge = is_adapter_dir(checkpoint);
+  std::string weights_dir = checkpoint;
+  if (merge && !stdfs::exists(join(checkpoint, "model.safetensors")) && !stdfs::exists(join(checkpoint, "model.safetensors.index.json"))) {
+    weights_dir = read_adapter_config(checkpoint).base_model_name_or_path;
+    LLAVACOT_CHECK(!weights_dir.empty() && stdfs::is_directory(weights_dir), FormatError, checkpoint,
+                   ": the adapter's base model '", weights_dir, "' (base_model_name_or_path) is not a directory here");
+  }
   // Everything is checked before anything is written.
-  auto cfg = read_config(checkpoint);
-  cfg.validate(join(checkpoint, "config.json"));
-  const auto check = check_model(checkpoint);
+  auto cfg = read_config(weights_dir);
+  cfg.validate(join(weights_dir, "config.json"));
+  const auto check = check_model(weights_dir);
   if (!check.problems.empty()) {
     std::string all;
     for (const auto& p : check.problems) all += "\n  " + p;
-    throw FormatError(str_cat(checkpoint, " cannot be exported:", all));
+    throw FormatError(str_cat(weights_dir, " cannot be exported:", all));
   }
-  const auto tok_path = tokenizer_json_of(checkpoint);
+  const auto tok_path = tokenizer_json_of(stdfs::exists(join(checkpoint, "tokenizer.json")) ? checkpoint : weights_dir);
   const auto tok = text::load_tokenizer(tok_path, cfg.image_token_index);
   LLAVACOT_CHECK(tok->special_ids().image == cfg.image_token_index, FormatError, tok_path, " has <|image|> at ",
                  tok->special_ids().image, " but config.json says image_token_index ", cfg.image_token_index);
-  auto ckpt = safetensors::Checkpoint::open(checkpoint);
+  auto ckpt = safetensors::Checkpoint::open(weights_dir);
+  std::map<std::string, torch::Tensor> merged;  // legacy name -> merged weight (LoRA checkpoints)
+  if (merge) {
+    auto m = load_pretrained(weights_dir, o.dtype == "fp32" ? torch::kFloat32 : torch::kBFloat16);
+    load_adapter(m, checkpoint);
+    LOG_INFO("export", "merged ", merge_lora(m), " LoRA adapters of ", checkpoint, " into ", weights_dir);
+    for (auto& [name, t] : m->named_weights()) merged[name] = t.detach();
+  }
 
   ExportReport r;
   const auto table = parameter_table(cfg);
@@ -335,7 +352,7 @@ ExportReport export_hf(const std::string& checkpoint, const std::string& out_dir
         tmp, entries,
         [&](const std::string& name) {
           if (++done % 100 == 0) LOG_INFO("export", done, "/", r.tensors, " tensors");
-          const auto src = ckpt.get(stored.at(name));
+          const auto src = merge ? merged.at(name) : ckpt.get(stored.at(name));
           auto t = src.to(dt.scalar).contiguous();
           if (dt.scalar == torch::kFloat16 && src.is_floating_point()) {  // beyond +-65504 becomes inf
             const auto overflow = torch::isinf(t).logical_and(torch::isfinite(src)).sum().item<int64_t>();

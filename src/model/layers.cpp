@@ -41,6 +41,7 @@ RowBlockLinears::RowBlockLinears(torch::nn::Module& owner, const std::vector<std
 
 std::vector<torch::Tensor> RowBlockLinears::forward(const torch::Tensor& x) const {
   bool fused = !torch::GradMode::is_enabled() && !block_.device().is_meta();
+  for (const auto& p : parts_) fused = fused && !p->has_lora();  // adapters add their own terms per part
   int64_t offset = 0;
   for (size_t i = 0; fused && i < parts_.size(); ++i) {
     const auto& w = parts_[i]->weight;
@@ -55,8 +56,45 @@ std::vector<torch::Tensor> RowBlockLinears::forward(const torch::Tensor& x) cons
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) const {
-  return bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
+  auto y = bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
+  if (!lora_a_) return y;
+  const auto in = lora_dropout_ > 0 && is_training() ? torch::dropout(x, lora_dropout_, /*train=*/true) : x;
+  const auto a = lora_a_->weight, b = lora_b_->weight;
+  return y + torch::linear(torch::linear(in.to(a.scalar_type()), a), b).mul(lora_scale_).to(y.scalar_type());
 }
+
+void LinearImpl::add_lora(int64_t r, double alpha, double dropout, at::Generator generator,
+                          std::optional<torch::ScalarType> dtype) {
+  LLAVACOT_CHECK(!lora_a_, UsageError, "this projection already has a LoRA adapter");
+  LLAVACOT_CHECK(r > 0, UsageError, "LoRA rank must be > 0");
+  const int64_t out = weight.size(0), in = weight.size(1);
+  const auto options = weight.options().dtype(dtype.value_or(weight.scalar_type())).requires_grad(false);
+  auto a = torch::empty({r, in}, options.device(torch::kCPU).dtype(torch::kFloat32));
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  a.uniform_(-bound, bound, generator);
+  lora_a_ = std::make_shared<LinearImpl>(a.to(options.device(), options.dtype()));
+  lora_b_ = std::make_shared<LinearImpl>(torch::zeros({out, r}, options));
+  register_module("lora_A", lora_a_);
+  register_module("lora_B", lora_b_);
+  lora_scale_ = alpha / static_cast<double>(r);
+  lora_dropout_ = dropout;
+}
+
+void LinearImpl::merge_lora() {
+  if (!lora_a_) return;
+  torch::NoGradGuard no_grad;
+  // In float64, rounded once to the weight's dtype.
+  const auto delta = torch::matmul(lora_b_->weight.to(torch::kFloat64), lora_a_->weight.to(torch::kFloat64)).mul(lora_scale_);
+  weight.copy_((weight.to(torch::kFloat64) + delta.to(weight.device())).to(weight.scalar_type()));
+  unregister_module("lora_A");
+  unregister_module("lora_B");
+  lora_a_.reset();
+  lora_b_.reset();
+  lora_scale_ = 0;
+}
+
+torch::Tensor LinearImpl::lora_a() const { return lora_a_ ? lora_a_->weight : torch::Tensor(); }
+torch::Tensor LinearImpl::lora_b() const { return lora_b_ ? lora_b_->weight : torch::Tensor(); }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const torch::TensorOptions& options) : eps(eps_) {
   weight = register_parameter("weight", torch::empty({dim}, options));

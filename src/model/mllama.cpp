@@ -149,7 +149,9 @@ MllamaOutput MllamaForConditionalGenerationImpl::forward(const MllamaInputs& in,
 
 std::vector<std::pair<std::string, torch::Tensor>> MllamaForConditionalGenerationImpl::named_weights() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& item : named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  for (const auto& item : named_parameters(/*recurse=*/true))
+    if (item.key().find(".lora_A.") == std::string::npos && item.key().find(".lora_B.") == std::string::npos)
+      out.emplace_back(item.key(), item.value());
   return out;
 }
 

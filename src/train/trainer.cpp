@@ -24,6 +24,7 @@
 #include "llavacot/dist/sharded_adamw.h"
 #include "llavacot/io/safetensors.h"
 #include "llavacot/model/checkpoint.h"
+#include "llavacot/model/lora.h"
 #include "llavacot/model/mllama.h"
 #include "llavacot/text/tokenizer.h"
 #include "llavacot/train/optim.h"
@@ -261,9 +262,14 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   fs::create_dirs(run_dir);
   if (lead) config::write_resolved(cfg, run_dir);
 
+  // model.weights naming a LoRA checkpoint: its base plus the adapter
+  ModelConfig resolved_model = cfg.model;
+  std::string adapter = cfg.lora.adapter;
+  model::resolve_adapter_model(resolved_model, adapter);
+
   // ---- tokenizer and data first: their problems surface before the weights are loaded
-  const model::MllamaConfig shapes = model::load_preset(cfg.model.preset);
-  const std::string tokenizer_path = model::tokenizer_path_for(cfg.model);
+  const model::MllamaConfig shapes = model::load_preset(resolved_model.preset);
+  const std::string tokenizer_path = model::tokenizer_path_for(resolved_model);
   auto tok = text::load_tokenizer(tokenizer_path, shapes.image_token_index);
   const auto& sp = tok->special_ids();
   LLAVACOT_CHECK(sp.image == shapes.image_token_index, ConfigError, "tokenizer ", tokenizer_path, " has <|image|> at ",
@@ -282,7 +288,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   auto& loader = data.loader();
 
   // ---- the model
-  ModelConfig mc = cfg.model;
+  ModelConfig mc = resolved_model;
   mc.dtype = tc.precision == "bf16" ? "bf16" : "fp32";
   if (cfg.model.dtype != mc.dtype)
     LOG_WARN("train", "train.precision ", tc.precision, " holds the weights in ", mc.dtype, " (model.dtype ", cfg.model.dtype,
@@ -291,18 +297,42 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   model->runtime.activation_checkpointing = tc.activation_checkpointing;
   model->runtime.checkpoint_vision = tc.checkpoint_scope == "all";
 
+  // ---- LoRA: adapters on the chosen projections (loaded from lora.adapter, or fresh: B = 0), base frozen
+  const bool use_lora = cfg.lora.r > 0 || !adapter.empty();
+  model::LoraSettings lora;
+  if (use_lora) {
+    if (!adapter.empty()) {
+      lora = model::load_adapter(model, adapter);
+    } else {
+      lora.r = cfg.lora.r;
+      lora.alpha = cfg.lora.alpha;
+      lora.dropout = cfg.lora.dropout;
+      lora.target_modules = cfg.lora.target_modules;
+      const auto targets = model::apply_lora(model, lora, static_cast<uint64_t>(cfg.run.seed));
+      LOG_INFO0("train", "LoRA: rank ", lora.r, ", alpha ", lora.alpha, " on ", targets.size(), " projections (", targets.front(),
+                targets.size() > 1 ? ", ..." : "", ")");
+    }
+    lora.base_model_name_or_path = mc.weights.empty() ? "" : stdfs::absolute(mc.weights).lexically_normal().string();
+  }
+
   // ---- freezing and the optimizer
   std::map<std::string, int64_t> frozen_params;
   int64_t trainable = 0;
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (auto& [name, p] : model->named_weights()) {
     const std::string group = parameter_group(name, shapes);
-    const bool freeze = std::find(tc.freeze.begin(), tc.freeze.end(), group) != tc.freeze.end();
+    const bool freeze = use_lora || std::find(tc.freeze.begin(), tc.freeze.end(), group) != tc.freeze.end();
     p.set_requires_grad(!freeze);
-    if (freeze) frozen_params[group] += p.numel();
+    if (freeze) frozen_params[use_lora ? "base (LoRA)" : group] += p.numel();
     else trainable += p.numel();
     named.emplace_back(name, p);
   }
+  if (use_lora)
+    for (auto& [name, p] : model::named_adapters(model)) {
+      p.set_requires_grad(true);
+      trainable += p.numel();
+      named.emplace_back(name, p);
+    }
   LLAVACOT_CHECK(trainable > 0, ConfigError, "train.freeze leaves no parameter to train");
   std::vector<std::pair<std::string, torch::Tensor>> trainable_named;
   std::vector<torch::Tensor> trainable_params;
@@ -343,7 +373,11 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   State st;
   const std::string metrics_path = run_dir + "/metrics.jsonl";
   if (!resume_from.empty()) {
-    model::load_weights(model, resume_from);
+    std::error_code ec;
+    const bool has_base = stdfs::exists(stdfs::path(resume_from) / "model.safetensors", ec) ||
+                          stdfs::exists(stdfs::path(resume_from) / "model.safetensors.index.json", ec);
+    if (!use_lora || has_base) model::load_weights(model, resume_from);
+    if (use_lora) model::load_adapter_weights(model, resume_from);
     const std::string state_path = resume_from + "/trainer_state.json";
     nlohmann::json state_json;
     try {
@@ -425,6 +459,13 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
   // Rank 0 writes the checkpoint (the ranks hold the same weights); under ZeRO-1 every rank adds its part of
   // the optimizer state to the same temporary directory first. Nobody goes on before the checkpoint is
   // complete, so a rank that dies next leaves it valid.
+  // The model of a checkpoint: the weights (full fine-tuning), or the adapter in the PEFT layout plus the base
+  // weights only when they exist nowhere else (a randomly initialised base); the tokenizer beside them.
+  auto save_model = [&](const std::string& dir) {
+    if (!use_lora || mc.weights.empty()) model::save_pretrained(model, dir, exact);
+    if (use_lora) model::save_adapter(model, lora, dir);
+    fs::write_file_atomic(dir + "/tokenizer.json", fs::read_file(tokenizer_path));
+  };
   auto save_checkpoint = [&]() {
     const std::string final_dir = str_cat(run_dir, "/checkpoint-", st.step);
     // Rank 0's view decides for all (a rank must not skip the barriers below on its own).
@@ -444,8 +485,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
       comm->barrier();
     }
     if (lead) {
-      model::save_pretrained(model, tmp, exact);
-      fs::write_file_atomic(tmp + "/tokenizer.json", fs::read_file(tokenizer_path));
+      save_model(tmp);
       if (!sharded) {
         auto tensors = opt->state();
         tensors.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
@@ -608,8 +648,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options) {
     const std::string tmp = str_cat(run_dir, "/.final.tmp-", ::getpid());
     stdfs::remove_all(tmp);
     fs::create_dirs(tmp);
-    model::save_pretrained(model, tmp, exact);
-    fs::write_file_atomic(tmp + "/tokenizer.json", fs::read_file(tokenizer_path));
+    save_model(tmp);
     fs::fsync_dir(tmp);
     stdfs::remove_all(final_dir);
     stdfs::rename(tmp, final_dir);

@@ -201,3 +201,68 @@ TEST_CASE("bench train measures every precision and checkpointing mode in its ow
   }
   CHECK_THAT(r.output, Contains("+memory MB"));
 }
+
+TEST_CASE("LoRA on the demo: the loss falls, checkpoints hold PEFT adapters, resume is exact, export merges",
+          "[cli][train][lora]") {
+  const std::string base = test::fresh_dir("train_cli_lora_" + std::to_string(::getpid()));
+  // The base: a briefly trained full model, exported as a Hugging Face directory.
+  auto r = test::run_command(train_cmd(base + "/full", "--set train.max_steps=4"));
+  REQUIRE(r.exit_code == 0);
+  const std::string base_model = base + "/full/final";
+  const std::string lora = " --set model.weights=" + test::shell_quote(base_model) +
+                           " --set lora.r=8 --set lora.alpha=16 --set train.lr=5e-3 --set train.max_steps=12"
+                           " --set train.save_every=4";
+  r = test::run_command(train_cmd(base + "/straight", lora));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("LoRA: rank 8"));
+  const auto m = metrics(base + "/straight");
+  REQUIRE(m.size() == 12);
+  CHECK(m.back().at("loss").get<double>() < m.front().at("loss").get<double>());
+  // Checkpoints hold the adapter (PEFT layout) and no copy of the base weights.
+  for (const auto& dir : {base + "/straight/checkpoint-12", base + "/straight/final"}) {
+    INFO(dir);
+    CHECK(stdfs::exists(dir + "/adapter_config.json"));
+    CHECK(stdfs::exists(dir + "/adapter_model.safetensors"));
+    CHECK_FALSE(stdfs::exists(dir + "/model.safetensors"));
+  }
+  std::ifstream cfg_in(base + "/straight/final/adapter_config.json");
+  auto cfg = nlohmann::json::parse(cfg_in);
+  CHECK(cfg["r"] == 8);
+  CHECK(cfg["base_model_name_or_path"] == stdfs::absolute(base_model).lexically_normal().string());
+  // Killed after step 6 and resumed from checkpoint-4: the same losses and adapter as the straight run.
+  r = test::run_command("LLAVACOT_TEST_SIGKILL_AFTER_STEP=6 " + train_cmd(base + "/killed", lora));
+  CHECK(r.exit_code != 0);
+  r = test::run_command(train_cmd(base + "/killed", lora + " --resume auto"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto k = metrics(base + "/killed");
+  REQUIRE(k.size() == 12);
+  for (size_t i = 0; i < k.size(); ++i) CHECK(k[i].at("loss").get<double>() == m[i].at("loss").get<double>());
+  CHECK(fs::read_file(base + "/killed/final/adapter_model.safetensors") ==
+        fs::read_file(base + "/straight/final/adapter_model.safetensors"));
+  // generate takes the adapter checkpoint as --model (the base found through the adapter config), and export
+  // writes a merged plain model whose answers are the same.
+  const auto image = [&] {
+    for (const auto& e : stdfs::recursive_directory_iterator(demo_dir() + "/images"))
+      if (e.path().extension() == ".png") return e.path().string();
+    return std::string();
+  }();
+  auto gen = [&](const std::string& model, const std::string& out) {
+    return test::run_command("(" + test::cli() + " generate --model " + test::shell_quote(model) + " --image " +
+                             test::shell_quote(image) + " --prompt 'How many shapes?' --set decode.max_new_tokens=16"
+                             " --set run.threads=1 > " + test::shell_quote(base + "/" + out) + ")");
+  };
+  r = gen(base + "/straight/final", "adapter.txt");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  r = test::run_command(test::cli() + " export --checkpoint " + test::shell_quote(base + "/straight/final") + " --out " +
+                        test::shell_quote(base + "/merged") + " --dtype fp32");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("merged"));
+  CHECK_FALSE(stdfs::exists(base + "/merged/adapter_config.json"));
+  REQUIRE(gen(base + "/merged", "merged.txt").exit_code == 0);
+  CHECK(fs::read_file(base + "/adapter.txt") == fs::read_file(base + "/merged.txt"));
+  CHECK(fs::read_file(base + "/adapter.txt").size() > 1);
+}

@@ -239,6 +239,26 @@ struct ExportConfig {
   std::vector<std::string> validate() const;
 };
 
+/// LoRA adapters (model/lora.h, docs/training.md): with r > 0 training updates adapters only.
+struct LoraConfig {
+  int64_t r = 0;
+  double alpha = 32;
+  double dropout = 0.05;
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
+  std::string adapter;
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("r", r, "adapter rank (0 = no adapters: full fine-tuning)");
+    v.field("alpha", alpha, "adapter scale numerator: the update is alpha / r * B A x");
+    v.field("dropout", dropout, "dropout on the adapter's input while training");
+    v.field("target_modules", target_modules,
+            "projections that get adapters: names matched at the end of module paths (q_proj, fc1, ...) or regular expressions over whole paths");
+    v.field("adapter", adapter, "a PEFT adapter directory to load onto the model (train: continue it; generate, eval: use it)");
+  }
+  std::vector<std::string> validate() const;
+};
+
 /// Data-parallel training across processes (started by `llavacot launch`, torchrun, mpirun or srun).
 struct DistConfig {
   std::string engine = "auto";
@@ -293,6 +313,7 @@ struct Config {
   DecodeConfig decode;
   EvalConfig eval;
   ExportConfig export_;
+  LoraConfig lora;
   DistConfig dist;
   RunConfig run;
 
@@ -304,6 +325,7 @@ struct Config {
     v.section("decode", decode, "decoding and inference-time search");
     v.section("eval", eval, "benchmarks and scoring");
     v.section("export", export_, "Hugging Face export");
+    v.section("lora", lora, "LoRA adapters (parameter-efficient fine-tuning)");
     v.section("dist", dist, "data-parallel training across processes");
     v.section("run", run, "run directory, seed, threads, device");
   }

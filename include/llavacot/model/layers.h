@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+
 #include <functional>
 
 #include <cstdint>
@@ -18,7 +20,9 @@ enum class AttentionBackend { kFused, kMath };
 AttentionBackend parse_attention_backend(const std::string& name);
 std::string attention_backend_name(AttentionBackend backend);
 
-/// y = x W^T (+ b). Parameters: weight [out, in], bias [out] when `bias`.
+/// y = x W^T (+ b). Parameters: weight [out, in], bias [out] when `bias`. With a LoRA adapter (add_lora):
+/// y = x W^T (+ b) + scale * B(A(dropout(x))), A [r, in] and B [out, r] registered as submodules `lora_A` and
+/// `lora_B` (parameters `lora_A.weight`, `lora_B.weight`, PEFT's names).
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& options);
@@ -26,6 +30,22 @@ class LinearImpl : public torch::nn::Module {
   explicit LinearImpl(const torch::Tensor& weight);
   torch::Tensor forward(const torch::Tensor& x) const;
   torch::Tensor weight, bias;
+
+  /// Attaches an adapter of rank `r` with scale alpha / r: A drawn as PEFT draws it (Kaiming-uniform with a = sqrt(5),
+  /// i.e. U(-1/sqrt(in), 1/sqrt(in))) from `generator`, B zero, so the output is unchanged until B trains.
+  /// `dtype` is the adapter's dtype (the weight's when undefined).
+  void add_lora(int64_t r, double alpha, double dropout, at::Generator generator,
+                std::optional<torch::ScalarType> dtype = std::nullopt);
+  bool has_lora() const { return lora_a_ != nullptr; }
+  /// W += scale * B A (in float64, rounded once to W's dtype) and the adapter removed.
+  void merge_lora();
+  torch::Tensor lora_a() const;
+  torch::Tensor lora_b() const;
+  double lora_scale() const { return lora_scale_; }
+
+ private:
+  std::shared_ptr<LinearImpl> lora_a_, lora_b_;
+  double lora_scale_ = 0, lora_dropout_ = 0;
 };
 TORCH_MODULE(Linear);
 

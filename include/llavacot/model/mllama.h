@@ -65,7 +65,8 @@ class MllamaForConditionalGenerationImpl : public torch::nn::Module {
   torch::Tensor cross_attention_states(const torch::Tensor& pixel_values, const torch::Tensor& aspect_ratio_ids,
                                        const torch::Tensor& aspect_ratio_mask) const;
 
-  /// Parameters by their legacy checkpoint names, in registration order.
+  /// Parameters by their legacy checkpoint names, in registration order (LoRA adapters excluded: see
+  /// model/lora.h).
   std::vector<std::pair<std::string, torch::Tensor>> named_weights() const;
 
   MllamaConfig config;
