@@ -45,10 +45,12 @@ void measure_single(const std::string& preset, const std::string& mode, int thre
   const std::string precision = mode.rfind("bf16", 0) == 0 ? "bf16_autocast" : "fp32";
   m->runtime.activation_checkpointing = ckpt;
   const data::Batch b = bench_batch(bench_inputs(c, kBatch, kSeq, kAspectRatio, torch::kFloat));
-  // "+lora": the base frozen, rank-16 adapters on q/k/v/o (configs/train/llava-cot-100k-lora.yaml) trained.
+  // "+lora": the base frozen, rank-16 adapters on q/k/v/o (configs/train/llava-cot-100k-lora.yaml) trained;
+  // "+lora0": the same without the adapters' input dropout.
   auto trained = m->named_weights();
   if (mode.find("+lora") != std::string::npos) {
     model::LoraSettings ls;
+    if (mode.find("+lora0") != std::string::npos) ls.dropout = 0;  // without the adapters' input dropout
     model::apply_lora(m, ls, 0);
     for (auto& [n, p] : trained) p.set_requires_grad(false);
     trained = model::named_adapters(m);
@@ -104,7 +106,8 @@ void bench_train(const BenchTrainArgs& args) {
   // +ckpt checkpoints the text decoder layers, as transformers' gradient checkpointing does for Mllama (the
   // same work on both sides); +ckpt-all also the vision encoder layers (ours only; the peer runs its +ckpt).
   const std::vector<std::string> modes = {"fp32",      "fp32+ckpt",      "fp32+ckpt-all", "bf16",
-                                          "bf16+ckpt", "bf16+ckpt-all", "fp32+lora",     "bf16+ckpt+lora"};
+                                          "bf16+ckpt", "bf16+ckpt-all", "fp32+lora",     "fp32+lora0",
+                                          "bf16+ckpt+lora", "bf16+ckpt+lora0"};
   // This executable (resolved here: inside the shell, /proc/self/exe would be the shell).
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   for (const auto& mode : modes) {
