@@ -4,21 +4,13 @@
 
 #include "llavacot/text/chat_format.h"
 #include "llavacot/util/error.h"
+#include "llavacot/util/hash.h"
 #include "llavacot/vision/image.h"
 #include "llavacot/vision/image_processor.h"
 
 namespace llavacot::decode {
 
-namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
+using util::splitmix64;
 
 struct EnginePolicy::Impl {
   struct NodeInfo {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -19,6 +20,7 @@
 #include "llavacot/eval/matching.h"
 #include "llavacot/text/chat_format.h"
 #include "llavacot/util/error.h"
+#include "llavacot/util/hash.h"
 #include "llavacot/util/http.h"
 #include "llavacot/util/log.h"
 
@@ -29,27 +31,23 @@ using json = nlohmann::json;
 
 namespace {
 
-uint64_t fnv1a(const std::string& s, uint64_t h) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 std::string chat_url(const std::string& endpoint) {
   std::string u = endpoint;
   while (!u.empty() && u.back() == '/') u.pop_back();
   const std::string tail = "/chat/completions";
   if (u.size() >= tail.size() && u.compare(u.size() - tail.size(), tail.size(), tail) == 0) return u;
   return u + tail;
+}
+
+// choices[0].message.content of a chat-completion reply, or nullopt when the body is not one.
+std::optional<std::string> chat_content(const std::string& body) {
+  const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) return std::nullopt;
+  const auto& c = j["choices"][0];
+  if (!c.is_object() || !c.contains("message") || !c["message"].is_object() || !c["message"].contains("content") ||
+      !c["message"]["content"].is_string())
+    return std::nullopt;
+  return c["message"]["content"].get<std::string>();
 }
 
 class OpenAiJudge : public Judge {
@@ -109,58 +107,38 @@ class OpenAiJudge : public Judge {
               {"max_tokens", q.max_tokens}};
     http::Options ho;
     ho.timeout_s = o_.timeout_s;
-    ho.retries = 0;  // one retry budget for everything below
+    ho.retries = o_.retries;  // connection errors, timeouts, 429, 5xx and replies that are not chat completions
+    ho.backoff_s = o_.backoff_s;
     if (!auth_.empty()) ho.headers.push_back(auth_);
-    const std::string payload = body.dump(-1, ' ', false, json::error_handler_t::replace);
-    std::string last;
-    for (int k = 0; k <= o_.retries; ++k) {
-      if (k > 0) {
-        const double wait = o_.backoff_s * std::pow(2.0, k - 1);
-        LOG_WARN("judge", "judge call to ", shown_, " failed (", last, "); retry ", k, " of ", o_.retries, " in ", wait, " s");
-        std::this_thread::sleep_for(std::chrono::duration<double>(wait));
-      }
-      http::Response r;
-      try {
-        r = http::post_json(o_.url, payload, ho);  // connection errors, timeouts, 429 and 5xx throw
-      } catch (const IoError& e) {
-        last = e.what();
-        continue;
-      }
-      if (r.status == 401 || r.status == 403)
-        throw ConfigError(str_cat("judge endpoint ", shown_, " refused the request (HTTP ", r.status, "): check the API key in ",
-                                  o_.api_key_env.empty() ? std::string("(none sent)") : "$" + o_.api_key_env));
-      if (r.status == 404)
-        throw ConfigError(str_cat("judge endpoint ", shown_, " answered HTTP 404: check eval.judge_endpoint and eval.judge_model ('",
-                                  o_.model, "')"));
-      if (r.status >= 400) {
-        LOG_WARN("judge", "the judge endpoint ", shown_, " refused a request (HTTP ", r.status, "): ", r.body.substr(0, 200));
-        return kJudgeFailed;
-      }
-      const json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-      const json* content = nullptr;
-      if (j.is_object() && j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) {
-        const auto& c = j["choices"][0];
-        if (c.is_object() && c.contains("message") && c["message"].is_object() && c["message"].contains("content") &&
-            c["message"]["content"].is_string())
-          content = &c["message"]["content"];
-      }
-      if (content == nullptr) {
-        last = "the reply is not a chat completion: " + r.body.substr(0, 120);
-        continue;
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (j.contains("usage") && j["usage"].is_object()) {
-          const auto& u = j["usage"];
-          if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) stats.prompt_tokens += u["prompt_tokens"].get<int64_t>();
-          if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
-            stats.completion_tokens += u["completion_tokens"].get<int64_t>();
-        }
-      }
-      return strip_ascii(content->get<std::string>());
+    ho.check = [](const http::Response& r) { return chat_content(r.body) ? std::string() : "not a chat completion"; };
+    http::Response r;
+    try {
+      r = http::post_json(o_.url, body.dump(-1, ' ', false, json::error_handler_t::replace), ho);
+    } catch (const IoError& e) {
+      LOG_WARN("judge", "the judge call failed: ", e.what());
+      return kJudgeFailed;
     }
-    LOG_WARN("judge", "the judge call failed after ", o_.retries + 1, " tries: ", last);
-    return kJudgeFailed;
+    if (r.status == 401 || r.status == 403)
+      throw ConfigError(str_cat("judge endpoint ", shown_, " refused the request (HTTP ", r.status, "): check the API key in ",
+                                o_.api_key_env.empty() ? std::string("(none sent)") : "$" + o_.api_key_env));
+    if (r.status == 404)
+      throw ConfigError(str_cat("judge endpoint ", shown_, " answered HTTP 404: check eval.judge_endpoint and eval.judge_model ('",
+                                o_.model, "')"));
+    if (r.status >= 400) {
+      LOG_WARN("judge", "the judge endpoint ", shown_, " refused a request (HTTP ", r.status, "): ", r.body.substr(0, 200));
+      return kJudgeFailed;
+    }
+    const json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (j.contains("usage") && j["usage"].is_object()) {
+        const auto& u = j["usage"];
+        if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) stats.prompt_tokens += u["prompt_tokens"].get<int64_t>();
+        if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
+          stats.completion_tokens += u["completion_tokens"].get<int64_t>();
+      }
+    }
+    return strip_ascii(*chat_content(r.body));
   }
 
   OpenAiJudgeOptions o_;
@@ -192,7 +170,7 @@ class LocalJudge : public Judge {
         prompts.push_back(std::move(p));
         decode::GenerateRequest g;
         g.sampling.temperature = q.temperature;
-        g.sampling.seed = splitmix64(seed_ ^ splitmix64(fnv1a(q.prompt, 0xcbf29ce484222325ULL) + static_cast<uint64_t>(q.attempt)));
+        g.sampling.seed = util::splitmix64(seed_ ^ util::splitmix64(util::fnv1a64(q.prompt) + static_cast<uint64_t>(q.attempt)));
         g.max_new_tokens = q.max_tokens;
         requests.push_back(g);
       }
@@ -218,12 +196,12 @@ class LocalJudge : public Judge {
 // one checkpoint are never taken for another's.
 std::string model_identity(const std::string& weights) {
   if (weights.empty()) return "(random weights)";
-  uint64_t h = 0xcbf29ce484222325ULL;
+  uint64_t h = util::kFnvOffsetBasis;
   std::error_code ec;
   auto add = [&](const stdfs::path& p) {
     const auto size = stdfs::file_size(p, ec);
     const auto time = stdfs::last_write_time(p, ec).time_since_epoch().count();
-    h = fnv1a(str_cat(p.filename().string(), ':', size, ':', time), h);
+    h = util::fnv1a64(str_cat(p.filename().string(), ':', size, ':', time), h);
   };
   if (stdfs::is_directory(weights, ec)) {
     std::vector<stdfs::path> files;
@@ -251,8 +229,8 @@ const std::map<std::string, std::string>& built_in_judge_prompts() {
 std::string judge_cache_key(const std::string& judge_name, const JudgeQuery& q) {
   const std::string text = str_cat(judge_name, '\x1f', q.temperature, '\x1f', q.max_tokens, '\x1f', q.attempt, '\x1f', q.prompt);
   char buf[40];
-  std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(fnv1a(text, 0xcbf29ce484222325ULL)),
-                static_cast<unsigned long long>(splitmix64(fnv1a(text, 0x84222325cbf29ce4ULL))));
+  std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(util::fnv1a64(text)),
+                static_cast<unsigned long long>(util::splitmix64(util::fnv1a64(text, 0x84222325cbf29ce4ULL))));
   return buf;
 }
 

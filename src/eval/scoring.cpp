@@ -8,6 +8,7 @@
 
 #include "llavacot/eval/judge.h"
 #include "llavacot/util/error.h"
+#include "llavacot/util/hash.h"
 
 namespace llavacot::eval {
 
@@ -63,15 +64,6 @@ std::string prediction_for(const std::map<std::string, std::string>& predictions
   auto it = predictions.find(item.index);
   *missing = it == predictions.end();
   return *missing ? std::string() : it->second;
-}
-
-uint64_t text_hash(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
 }
 
 // One judge question per entry, tried up to `tries` times (try i at temperature(i)) until accept(entry, reply)
@@ -136,7 +128,7 @@ std::vector<Extraction> judge_mcq(JudgeSession& js, const std::string& bench, co
       std::vector<std::string> pool;
       for (const auto& [letter, text] : items[i]->choices) pool.push_back(letter);
       pool.push_back("Z");
-      std::mt19937_64 rng(js.seed() ^ text_hash(bench + "\x1f" + items[i]->index));
+      std::mt19937_64 rng(js.seed() ^ util::fnv1a64(bench + "\x1f" + items[i]->index));
       out[i].letter = pool[rng() % pool.size()];
       out[i].how = "judge failed: random";
     }

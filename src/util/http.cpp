@@ -110,6 +110,13 @@ Response post_json(const std::string& url, const std::string& body, const Option
       last = str_cat("HTTP ", s, ": ", snippet(a.response.body));
       continue;
     }
+    if (s >= 200 && s < 300 && o.check) {
+      const std::string why = o.check(a.response);
+      if (!why.empty()) {
+        last = str_cat(why, ": ", snippet(a.response.body));
+        continue;
+      }
+    }
     return a.response;
   }
   throw IoError(str_cat("POST ", shown, " failed after ", o.retries + 1, " attempt(s): ", last));
