@@ -1,64 +1,118 @@
 #!/usr/bin/env bash
-# The whole llavacot pipeline on the built-in synthetic demo, on one machine, with no downloads:
-# bootstrap, build, make demo data, train, evaluate (greedy and SWIRES), export, print the results.
-# Re-runnable: it reuses what is already built. Usage (as root on Debian 12): scripts/quickstart.sh
+# The whole llavacot pipeline on the built-in synthetic demo, on one machine, with no downloads: install the
+# dependencies, build, make the demo data, train the demo model, evaluate it on the six demo benchmarks greedily,
+# with SWIRES and with blank images, export it in Hugging Face format, and print the results table.
+# Re-runnable: each step reuses what an earlier run finished (delete an output to redo its step).
+#
+# Usage (as root on Debian 12): scripts/quickstart.sh
+# Knobs (environment), for a quicker look or the shortened run of the test suite:
+#   QUICKSTART_STEPS   training steps (default: configs/train/demo.yaml's schedule)
+#   QUICKSTART_LIMIT   questions per benchmark in each evaluation (default 30)
+#   QUICKSTART_TRAIN   training records to generate (default 10000)
+#   QUICKSTART_BENCH   questions per demo benchmark to generate (default 200)
+#   QUICKSTART_PRESET  model preset (default: the config's, `demo`)
+#   QUICKSTART_MAX_NEW_TOKENS  cap on each answer's tokens (default 256; the demo's answers need about 150)
+#   DEMO_DATA, DEMO_RUNS  where the data and the runs go (default data/demo, runs)
+#   LLAVACOT_BIN       an already built llavacot: skips the dependency and build steps
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-2}
-step() { printf '\n==> %s\n' "$*"; }
+LIMIT=${QUICKSTART_LIMIT:-30}
+DATA=${DEMO_DATA:-data/demo}
+RUNS=${DEMO_RUNS:-runs}
+MAX_NEW=${QUICKSTART_MAX_NEW_TOKENS:-256}
+start=$(date +%s)
+step() { printf '\n==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
-step "1/3 dependencies (scripts/bootstrap.sh)"
-scripts/bootstrap.sh
-
-step "2/3 build (${BUILD_DIR}, Release, ${JOBS} jobs)"
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j "$JOBS"
-bin="$BUILD_DIR/llavacot"
-
-step "3/3 what this build can do"
+if [ -n "${LLAVACOT_BIN:-}" ]; then
+  bin=$LLAVACOT_BIN
+  step "dependencies and build: skipped (LLAVACOT_BIN=$bin)"
+else
+  step "1/8 dependencies (scripts/bootstrap.sh)"
+  scripts/bootstrap.sh
+  step "2/8 build (${BUILD_DIR}, Release, ${JOBS} jobs; ccache makes a rebuild quick)"
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD_DIR" -j "$JOBS" --target llavacot_cli
+  bin="$BUILD_DIR/llavacot"
+fi
 "$bin" --version
-"$bin" train --config configs/train/demo.yaml --dump-config >/dev/null && echo "configs: configs/train/demo.yaml resolves and validates"
 
-if [ -f data/demo/manifest.json ]; then
-  echo "demo data: data/demo (already generated; delete it to regenerate)"
+common=(--set "data.train_file=$DATA/train.jsonl" --set "data.image_root=$DATA/images"
+        --set "model.tokenizer=$DATA/tokenizer.json")
+[ -n "${QUICKSTART_PRESET:-}" ] && common+=(--set "model.preset=$QUICKSTART_PRESET")
+[ -n "${QUICKSTART_STEPS:-}" ] && common+=(--set "train.max_steps=$QUICKSTART_STEPS")
+
+step "3/8 demo data ($DATA)"
+if [ -f "$DATA/manifest.json" ]; then
+  echo "already generated (delete $DATA to regenerate)"
 else
-  "$bin" make-demo-data --out data/demo --seed 0
+  "$bin" make-demo-data --out "$DATA" --seed 0 --train "${QUICKSTART_TRAIN:-10000}" --bench "${QUICKSTART_BENCH:-200}"
 fi
 
-if [ -f runs/demo/final/model.safetensors ]; then
-  echo "demo model: runs/demo/final (already trained; delete runs/demo to train again)"
+step "4/8 train the demo model ($RUNS/demo; configs/train/demo.yaml)"
+if [ -f "$RUNS/demo/final/model.safetensors" ]; then
+  echo "already trained (delete $RUNS/demo to train again)"
 else
-  "$bin" train --config configs/train/demo.yaml --resume auto
-  echo "training curves: python3 scripts/plot_metrics.py runs/demo/metrics.jsonl"
+  "$bin" train --config configs/train/demo.yaml "${common[@]}" --set "run.output_dir=$RUNS/demo" --resume auto
 fi
+model="$RUNS/demo/final"
 
 # Data parallel: a short run of two CPU ranks with ZeRO-1 (the same trainer, started by llavacot launch).
-if [ ! -f runs/demo-2ranks/final/model.safetensors ]; then
-  "$bin" launch --nproc 2 -- train --config configs/train/demo.yaml --set run.output_dir=runs/demo-2ranks \
-    --set train.max_steps=20 --set train.batch_size=4 --set dist.zero1=true --resume auto
+step "5/8 two data-parallel ranks, ZeRO-1 ($RUNS/demo-2ranks, 10 steps)"
+if [ -f "$RUNS/demo-2ranks/final/model.safetensors" ]; then
+  echo "already done"
+else
+  "$bin" launch --nproc 2 -- train --config configs/train/demo.yaml "${common[@]}" \
+    --set "run.output_dir=$RUNS/demo-2ranks" --set train.max_steps=10 --set train.batch_size=4 \
+    --set dist.zero1=true --set run.threads=1 --resume auto
 fi
 
-# Decoding: one demo benchmark image answered greedily and with SWIRES (the compute used is printed last).
-image=$(find data/demo/images -name '*.png' | sort | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
-echo "question about $image:"
-"$bin" generate --model runs/demo/final --image "$image" --prompt "How many shapes are there?" \
-  --set decode.max_new_tokens=256
-"$bin" generate --config configs/decode/swires.yaml --model runs/demo/final --image "$image" \
-  --prompt "How many shapes are there?" --set decode.max_new_tokens=128
+step "6/8 one question, greedy and SWIRES"
+image=$(find "$DATA/images" -name '*.png' | sort | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
+echo "question about $image: How many shapes are there?"
+"$bin" generate --model "$model" --image "$image" --prompt "How many shapes are there?" --set decode.max_new_tokens="$MAX_NEW"
+"$bin" generate --config configs/decode/swires.yaml --model "$model" --image "$image" \
+  --prompt "How many shapes are there?" --set decode.max_new_tokens="$MAX_NEW"
 
-# Evaluation of the demo model on the six demo benchmarks (20 questions each, no judge model), then scored
-# again with the demo model as a local judge (nothing is decoded twice: the predictions are reused), which also
-# gives MM-Vet a score. A real run would use configs/eval/judge-openai.yaml or a stronger local judge.
-"$bin" eval --config configs/eval/demo.yaml --config configs/decode/greedy.yaml --set eval.limit=20 \
-  --set decode.max_new_tokens=256
-"$bin" eval --config configs/eval/demo.yaml --config configs/decode/greedy.yaml --set eval.limit=20 \
-  --set decode.max_new_tokens=256 --config configs/eval/judge-local.yaml --set eval.judge_max_tokens=16
-echo "evaluation report: runs/demo-eval/results.md"
+# Evaluation on the six demo benchmarks: greedy, SWIRES, and greedy with every image blanked (the ablation that
+# shows the model reads the image). Then the greedy predictions are scored again with the demo model as a local
+# judge (nothing is decoded twice), which also gives MM-Vet a score; a real run would use judge-openai.yaml.
+step "7/8 evaluate ($LIMIT questions per benchmark): greedy, SWIRES, blank images"
+files=(--config configs/eval/demo.yaml --model "$model" --set eval.limit="$LIMIT" --set decode.max_new_tokens="$MAX_NEW")
+for b in MMStar:mmstar MMBench_DEV_EN_V11:mmbench MMVet:mmvet MathVista_MINI:mathvista AI2D_TEST:ai2d HallusionBench:hallusionbench; do
+  files+=(--set "eval.files.${b#*:}=$DATA/bench/${b%%:*}.tsv")
+done
+"$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set "run.output_dir=$RUNS/demo-eval"
+"$bin" eval "${files[@]}" --config configs/decode/swires.yaml --set "run.output_dir=$RUNS/demo-eval-swires"
+"$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set "run.output_dir=$RUNS/demo-eval-blank" \
+  --set eval.image_ablation=blank
+mkdir -p "$RUNS/demo-eval-judged"  # the greedy predictions, resumed there: only scoring is left to do
+cp "$RUNS/demo-eval/predictions.jsonl" "$RUNS/demo-eval-judged/predictions.jsonl"
+"$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set "run.output_dir=$RUNS/demo-eval-judged" \
+  --config configs/eval/judge-local.yaml --set eval.judge_max_tokens=16
 
 # Export: the demo model as a Hugging Face directory (transformers' MllamaForConditionalGeneration and
 # AutoProcessor load it), with the evaluation in its model card; inspect checks it from the headers alone.
-"$bin" export --checkpoint runs/demo/final --out runs/demo-hf --dtype bf16 --overwrite \
-  --eval-results runs/demo-eval/results.json
-"$bin" inspect runs/demo-hf
-echo "exported model: runs/demo-hf (README.md is its model card)"
+step "8/8 export to Hugging Face format ($RUNS/demo-hf)"
+"$bin" export --checkpoint "$model" --out "$RUNS/demo-hf" --dtype bf16 --overwrite \
+  --eval-results "$RUNS/demo-eval/results.json"
+"$bin" inspect "$RUNS/demo-hf"
+
+step "results"
+python3 scripts/demo_table.py "$RUNS/demo-results.md" "greedy=$RUNS/demo-eval" "SWIRES=$RUNS/demo-eval-swires" \
+  "greedy, blank image=$RUNS/demo-eval-blank"
+cat <<EOF
+
+Where everything is:
+  demo data            $DATA (train.jsonl, images/, bench/*.tsv, tokenizer.json, manifest.json)
+  trained model        $model (model.safetensors, config.json, tokenizer.json)
+  training run         $RUNS/demo (metrics.jsonl: python3 scripts/plot_metrics.py $RUNS/demo/metrics.jsonl)
+  two-rank ZeRO-1 run  $RUNS/demo-2ranks
+  evaluations          $RUNS/demo-eval (greedy), $RUNS/demo-eval-swires, $RUNS/demo-eval-blank,
+                       $RUNS/demo-eval-judged (greedy, scored with the local judge):
+                       results.md, results.json, predictions.jsonl, <benchmark>.csv each
+  Hugging Face export  $RUNS/demo-hf (README.md is its model card)
+  this table           $RUNS/demo-results.md
+Total time: $(( $(date +%s) - start )) s
+EOF

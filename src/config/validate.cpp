@@ -68,6 +68,7 @@ Problems ModelConfig::validate() const {
   check_choice(p, "attention", attention, {"fused", "math"});
   check_choice(p, "row_masking", row_masking, {"huggingface", "meta"});
   check_choice(p, "vision_taps", vision_taps, {"layer_inputs", "layer_outputs"});
+  check_range(p, "init_cross_attention_gate", init_cross_attention_gate, -10, 10);
   return p;
 }
 
@@ -163,6 +164,7 @@ Problems EvalConfig::validate() const {
   check_min(p, "judge_retries", judge_retries, 0);
   check_min(p, "judge_concurrency", judge_concurrency, 1);
   check_min(p, "judge_max_tokens", judge_max_tokens, 0);
+  check_choice(p, "image_ablation", image_ablation, {"none", "blank"});
   return p;
 }
 

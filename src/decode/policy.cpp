@@ -1,5 +1,6 @@
 #include "llavacot/decode/policy.h"
 
+#include <algorithm>
 #include <set>
 
 #include "llavacot/text/chat_format.h"
@@ -48,6 +49,7 @@ EnginePolicy::EnginePolicy(Engine& engine, Question question, PolicySettings set
     std::vector<std::vector<int64_t>> tiles;
     auto image = question_.image_path.empty() ? vision::decode_image_base64(question_.image_b64, "the question's image")
                                               : vision::decode_image_file(question_.image_path);
+    if (question_.blank_image) std::fill(image.data.begin(), image.data.end(), uint8_t{255});
     processor.process_batch({{image}}, impl_->pixel_values,
                             impl_->aspect_ratio_ids, impl_->aspect_ratio_mask, &tiles);
     impl_->num_tiles = tiles.at(0).at(0);

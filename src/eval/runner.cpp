@@ -186,6 +186,7 @@ EvalReport score_predictions(const std::vector<const Benchmark*>& benchmarks, co
   for (const auto& p : predictions) {
     r.compute += p.compute;
     r.questions += 1;
+    r.well_formed += decode::parse_stages(p.prediction).well_formed() ? 1 : 0;
     if (r.strategy.empty()) r.strategy = p.strategy;
   }
   for (const auto* b : benchmarks) {
@@ -231,6 +232,8 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
                                                 {"seconds", r.judge_stats.seconds},
                                                 {"prompts", r.judge_prompts}}},
                {"questions", r.questions},
+               {"image_ablation", r.image_ablation},
+               {"four_stage_format", {{"answers", r.well_formed}, {"fraction", static_cast<double>(r.well_formed) / q}}},
                {"compute", counters_json(r.compute)},
                {"compute_per_question",
                 {{"generated_tokens", static_cast<double>(r.compute.generated_tokens) / q},
@@ -261,6 +264,10 @@ void write_reports(const std::string& dir, const EvalReport& r, const std::vecto
   if (want_full) row("full output (VLMEvalKit default)", r.full, avg_full);
   if (want_concl) row("`<CONCLUSION>` span", r.conclusion, avg_concl);
   md << "\nAverage: the plain mean over the " << n_full << " benchmarks with a score.\n";
+  if (r.image_ablation != "none")
+    md << "\nAblation: every image replaced (" << r.image_ablation << "); a model that reads images scores near chance here.\n";
+  md << "\nFormat: " << r.well_formed << " of " << r.questions << " answers (" << fmt(100.0 * static_cast<double>(r.well_formed) / q)
+     << "%) have the four stages, each closed, in order.\n";
   for (const auto& s : r.full)
     if (!s.note.empty()) md << "- " << s.benchmark << ": " << s.note << (s.needs_judge && scored(s) ? " (*)" : "") << "\n";
   for (const auto& s : r.full)
@@ -422,6 +429,7 @@ EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOption
       q.hint = item.hint;
       LLAVACOT_CHECK(!item.images_b64.empty(), FormatError, b.path(), ":", item.line, ": no image");
       q.image_b64 = item.images_b64.front();
+      q.blank_image = ec.image_ablation == "blank";
       if (item.images_b64.size() > 1)
         LOG_WARN("eval", b.info().name, " ", item.index, ": ", item.images_b64.size(), " images; the first is used");
       auto a = decoder.answer(q);
@@ -481,6 +489,7 @@ EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOption
   if (o.judge != nullptr)
     session = std::make_unique<JudgeSession>(*o.judge, ec, dir + "/judge_cache.jsonl", static_cast<uint64_t>(cfg.run.seed));
   auto report = score_predictions(ptrs, all, version, session.get(), ec.answer_source);
+  report.image_ablation = ec.image_ablation;
   write_reports(dir, report, ptrs, all, ec.answer_source);
   return report;
 }

@@ -340,7 +340,7 @@ torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& l
   return CrossEntropyFn::apply(logits.reshape({-1, v}), flat_labels);
 }
 
-void init_weights(MllamaForConditionalGeneration& model, uint64_t seed) {
+void init_weights(MllamaForConditionalGeneration& model, uint64_t seed, double cross_attention_gate) {
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const double std_dev = model->config.text.initializer_range;
@@ -357,8 +357,10 @@ void init_weights(MllamaForConditionalGeneration& model, uint64_t seed) {
       cpu.zero_();
     } else if (ends_with(name, "gate_attn") || ends_with(name, "gate_ffn")) {
       cpu.normal_(0.0, std_dev, gen);  // the global encoder's gates
+    } else if (ends_with(name, "cross_attn_attn_gate") || ends_with(name, "cross_attn_mlp_gate")) {
+      cpu.fill_(cross_attention_gate);  // transformers: 0 (closed); from scratch they must start open
     } else if (ends_with(name, "gate")) {
-      cpu.zero_();  // positional / tile gates and the cross-attention gates
+      cpu.zero_();  // positional and tile gates
     } else {
       cpu.normal_(0.0, std_dev, gen);
     }
@@ -400,7 +402,7 @@ MllamaForConditionalGeneration build_model(const ModelConfig& config, uint64_t s
     if (!dir.empty() && std::filesystem::is_directory(dir, ec)) check_preprocessor_config(dir.string(), shapes);
   }
   if (config.weights.empty()) {
-    init_weights(model, seed);
+    init_weights(model, seed, config.init_cross_attention_gate);
   } else {
     load_weights(model, config.weights);
   }

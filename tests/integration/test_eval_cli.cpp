@@ -137,6 +137,50 @@ TEST_CASE("eval with swires on the demo benchmarks", "[cli][eval]") {
   CHECK(preds[0]["compute"]["scorer_calls"].get<int64_t>() > 0);
 }
 
+TEST_CASE("eval.image_ablation=blank answers as if every image were a white one of the same size", "[cli][eval]") {
+  const auto dir = test::fresh_dir("eval_cli_blank_" + std::to_string(::getpid()));
+  const auto& f = fixture();
+  const std::string white = dir + "/HallusionBench_white.tsv";
+  auto w = test::run_command(test::python_script_command(
+      "tests/support/whiten_tsv.py", test::shell_quote(f.trained.demo + "/bench/HallusionBench.tsv") + " " + test::shell_quote(white)));
+  INFO(w.output);
+  REQUIRE(w.exit_code == 0);
+  // A random model with its cross-attention gates open (model.init_cross_attention_gate): its words depend on the
+  // pixels, so the ablation must change them, and exactly as the whitened file does.
+  const std::string base = test::cli() + " eval --config " + test::shell_quote(test::source_path("configs/eval/demo.yaml")) +
+                           " --config " + test::shell_quote(test::source_path("configs/decode/greedy.yaml")) + " --config " +
+                           test::shell_quote(f.files_yaml) + " --set model.weights= --set model.preset=tiny --set model.tokenizer=" +
+                           test::shell_quote(f.trained.demo + "/tokenizer.json") +
+                           " --set model.init_cross_attention_gate=3 --set run.threads=1 --set eval.benchmarks=[hallusionbench]"
+                           " --set eval.limit=4 --set decode.max_new_tokens=24 --set run.output_dir=";
+  auto run = [&](const std::string& name, const std::string& extra) {
+    auto r = test::run_command(base + test::shell_quote(dir + "/" + name) + " " + extra);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    auto p = lines(dir + "/" + name + "/predictions.jsonl");
+    REQUIRE(p.size() == 4);  // one figure set: 2 figures x 2 questions
+    return p;
+  };
+  auto real = run("real", "");
+  auto a = run("blank", "--set eval.image_ablation=blank");
+  auto b = run("white", "--set eval.files.hallusionbench=" + test::shell_quote(white));
+  int changed = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i]["prediction"] == b[i]["prediction"]);
+    changed += a[i]["prediction"] != real[i]["prediction"];
+  }
+  CHECK(changed > 0);
+  std::ifstream in(dir + "/blank/results.json");
+  auto results = nlohmann::json::parse(in);
+  CHECK(results["image_ablation"] == "blank");
+  CHECK(results["four_stage_format"]["answers"].get<int64_t>() >= 0);
+  CHECK_THAT(test::run_command("cat " + test::shell_quote(dir + "/blank/results.md")).output, Contains("Ablation: every image replaced"));
+  // Wrong values are refused before anything runs.
+  auto bad = test::run_command(base + test::shell_quote(dir + "/bad") + " --set eval.image_ablation=noise");
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.output, Contains("image_ablation"));
+}
+
 TEST_CASE("eval resumes after SIGKILL and after a truncated last line, without duplicates", "[cli][eval]") {
   const auto out = test::fresh_dir("eval_cli_resume_" + std::to_string(::getpid())) + "/run";
   const std::string args = "--set eval.limit=2 --set eval.benchmarks=[mmstar,ai2d,hallusionbench]";

@@ -12,7 +12,7 @@
 using namespace llavacot;
 
 TEST_CASE("transformers reads our config.json and names the same parameters with the same shapes", "[oracle][model]") {
-  for (const char* name : {"tiny", "small", "llama-3.2-11b-vision"}) {
+  for (const char* name : {"tiny", "small", "demo", "llama-3.2-11b-vision"}) {
     INFO(name);
     auto cfg = model::load_preset(test::source_path(std::string("configs/models/") + name + ".json"));
     std::string dir = test::fresh_dir(std::string("model_oracle_") + name);

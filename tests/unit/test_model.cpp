@@ -434,7 +434,30 @@ TEST_CASE("build_model follows the model config: preset, weights, dtype and the 
   auto fresh = model::build_model(cfg, 3), again = model::build_model(cfg, 3);
   CHECK(fresh->language_model->lm_head->weight.scalar_type() == torch::kBFloat16);
   CHECK(torch::equal(fresh->language_model->lm_head->weight, again->language_model->lm_head->weight));
+  // Cross-attention gates: closed by default (transformers' init), opened by init_cross_attention_gate; the
+  // other gates and every other weight are untouched by it.
+  cfg.dtype = "fp32";
+  auto closed = model::build_model(cfg, 3);
+  cfg.init_cross_attention_gate = 1.5;
+  auto open = model::build_model(cfg, 3);
+  int gates = 0;
+  auto wc = closed->named_weights(), wo = open->named_weights();
+  for (size_t i = 0; i < wo.size(); ++i) {
+    const auto& name = wo[i].first;
+    INFO(name);
+    const bool cross_gate = name.find("cross_attn_attn_gate") != std::string::npos ||
+                            name.find("cross_attn_mlp_gate") != std::string::npos;
+    if (cross_gate) {
+      ++gates;
+      CHECK(wc[i].second.item<double>() == 0.0);
+      CHECK(wo[i].second.item<double>() == 1.5);
+    } else {
+      CHECK(torch::equal(wc[i].second, wo[i].second));
+    }
+  }
+  CHECK(gates == 2 * static_cast<int>(open->config.text.cross_attention_layers.size()));
+  cfg.init_cross_attention_gate = 11;
   cfg.attention = "flash";
   cfg.vision_taps = "inputs";
-  CHECK(cfg.validate().size() == 2);
+  CHECK(cfg.validate().size() == 3);
 }

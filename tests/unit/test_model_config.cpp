@@ -44,7 +44,7 @@ TEST_CASE("the 11B preset has the real shapes: 906 tensors, 10,670,220,835 param
 
 TEST_CASE("config.json round trip keeps every field and the rope layout", "[model]") {
   std::string dir = test::fresh_dir("model_config");
-  for (const char* name : {"llama-3.2-11b-vision", "tiny", "small"}) {
+  for (const char* name : {"llama-3.2-11b-vision", "tiny", "small", "demo"}) {
     INFO(name);
     auto cfg = preset(name);
     std::ofstream(dir + "/config.json") << model::config_json(cfg);

@@ -22,6 +22,7 @@ struct ModelConfig {
   std::string attention = "fused";
   std::string row_masking = "huggingface";
   std::string vision_taps = "layer_inputs";
+  double init_cross_attention_gate = 0.0;
 
   template <class V>
   void visit_fields(V& v) {
@@ -34,6 +35,10 @@ struct ModelConfig {
             "text rows that see no image in cross-attention: huggingface (MLP masked only) | meta (both masked)");
     v.field("vision_taps", vision_taps,
             "vision intermediate features: layer_inputs (Meta, transformers 4.4x) | layer_outputs (transformers 5.x)");
+    v.field("init_cross_attention_gate", init_cross_attention_gate,
+            "start value of the text decoder's tanh cross-attention gates when the model is initialised from run.seed "
+            "(0 = transformers' init: gates closed, as for adding vision to a trained LLM; training from scratch "
+            "needs them open, e.g. 1.0)");
   }
   std::vector<std::string> validate() const;
 };
@@ -201,6 +206,7 @@ struct EvalConfig {
   int64_t judge_max_tokens = 0;
   std::string judge_prompts_dir;
   std::map<std::string, std::string> prompts;
+  std::string image_ablation = "none";
 
   template <class V>
   void visit_fields(V& v) {
@@ -220,6 +226,9 @@ struct EvalConfig {
     v.field("judge_max_tokens", judge_max_tokens, "cap on a judge reply's tokens (0 = VLMEvalKit's per-task limits)");
     v.field("judge_prompts_dir", judge_prompts_dir, "folder of judge prompt templates (empty = configs/eval/judges)");
     v.field("prompts", prompts, "benchmark name -> prompt template override");
+    v.field("image_ablation", image_ablation,
+            "none | blank: every question's image replaced by a white one of the same size (a model that reads "
+            "images falls to chance)");
   }
   std::vector<std::string> validate() const;
 };

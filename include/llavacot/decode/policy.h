@@ -17,6 +17,7 @@ struct Question {
   std::string hint;        // optional: shown to judges as a hint about the question
   std::string image_path;  // optional: the image file
   std::string image_b64;   // optional, instead of image_path: the image as base64 (benchmark TSVs hold them so)
+  bool blank_image = false;  // ablation: the image is replaced by a white one of the same size
   bool has_image() const { return !image_path.empty() || !image_b64.empty(); }
 };
 

@@ -54,6 +54,8 @@ struct EvalReport {
   std::vector<BenchmarkScore> full, conclusion;  // one per benchmark, in run order
   decode::Counters compute;                      // summed over questions
   int64_t questions = 0;
+  int64_t well_formed = 0;       // predictions with all four stages, each closed, in order
+  std::string image_ablation = "none";  // eval.image_ablation of the run that decoded them
 };
 
 /// Scores the predictions of each benchmark with both answer sources, asking `judge` (may be null) what the rules

@@ -92,7 +92,7 @@ MllamaForConditionalGeneration build_model(const ModelConfig& config, uint64_t s
 /// projections, embeddings, the class/positional embeddings and the global encoder's gates; ones/zeros for
 /// norms and biases; zero positional, tile and cross-attention gates (so a fresh model ignores images until
 /// the gates move); the padding row of embed_tokens zero. Deterministic in `seed`.
-void init_weights(MllamaForConditionalGeneration& model, uint64_t seed);
+void init_weights(MllamaForConditionalGeneration& model, uint64_t seed, double cross_attention_gate = 0.0);
 
 /// Mean cross-entropy over positions whose next-token label is not kIgnoreIndex (logits [B, S, V] and
 /// labels [B, S], shifted by one inside), computed in float32. `count` receives the number of counted labels.
