@@ -39,7 +39,8 @@ def main(argv):
         row = [label]
         for name, _ in SHORT:
             b = bench.get(name, {}).get("conclusion")
-            row.append(cell(b.get("headline") if isinstance(b, dict) else None))
+            unscored = not isinstance(b, dict) or (name == "MMVet" and b.get("needs_judge"))  # MM-Vet: judge only
+            row.append(cell(None if unscored else b.get("headline")))
         avg = r.get("average", {})
         row += [cell(avg.get("conclusion")), cell(avg.get("full"))]
         fmt4 = r.get("four_stage_format", {})
