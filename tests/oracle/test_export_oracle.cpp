@@ -172,6 +172,7 @@ TEST_CASE("transformers loads the export offline (model and AutoProcessor) and g
   auto tok = text::load_tokenizer(e.fp32 + "/tokenizer.json");
   auto m = model::load_pretrained(e.fp32, torch::kFloat32);
   m->eval();
+  m->runtime.vision_taps = model::VisionTaps::kLayerOutputs;  // as the pinned transformers release taps them
   text::ChatFormat chat(*tok);
   text::Message user{"user", {text::ContentPart::image(), text::ContentPart::from_text(prompt)}};
   const auto ids = chat.render({user}, true).ids;
