@@ -90,8 +90,10 @@ MllamaForConditionalGeneration build_model(const ModelConfig& config, uint64_t s
 
 /// Initialises every parameter as transformers (v5) does for a fresh model: normal(0, initializer_range) for
 /// projections, embeddings, the class/positional embeddings and the global encoder's gates; ones/zeros for
-/// norms and biases; zero positional, tile and cross-attention gates (so a fresh model ignores images until
-/// the gates move); the padding row of embed_tokens zero. Deterministic in `seed`.
+/// norms and biases; zero positional and tile gates; the text decoder's cross-attention gates at
+/// `cross_attention_gate` (0, transformers' choice, closes them: a fresh model then ignores images until the gates
+/// move, which suits adding vision to a trained LLM; from scratch they need to start open); the padding row of
+/// embed_tokens zero. Deterministic in `seed`.
 void init_weights(MllamaForConditionalGeneration& model, uint64_t seed, double cross_attention_gate = 0.0);
 
 /// Mean cross-entropy over positions whose next-token label is not kIgnoreIndex (logits [B, S, V] and
