@@ -7,7 +7,7 @@
 # Usage (as root on Debian 12): scripts/quickstart.sh
 # Knobs (environment), for a quicker look or the shortened run of the test suite:
 #   QUICKSTART_STEPS   training steps (default: configs/train/demo.yaml's schedule)
-#   QUICKSTART_LIMIT   questions per benchmark in each evaluation (default 20)
+#   QUICKSTART_LIMIT   questions per benchmark in each evaluation (default 30)
 #   QUICKSTART_TRAIN   training records to generate (default 10000)
 #   QUICKSTART_BENCH   questions per demo benchmark to generate (default 200)
 #   QUICKSTART_PRESET  model preset (default: the config's, `demo`)
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-2}
-LIMIT=${QUICKSTART_LIMIT:-20}
+LIMIT=${QUICKSTART_LIMIT:-30}
 DATA=${DEMO_DATA:-data/demo}
 RUNS=${DEMO_RUNS:-runs}
 MAX_NEW=${QUICKSTART_MAX_NEW_TOKENS:-256}
