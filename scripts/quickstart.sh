@@ -8,7 +8,7 @@
 # Knobs (environment), for a quicker look or the shortened run of the test suite:
 #   QUICKSTART_STEPS   training steps (default: configs/train/demo.yaml's schedule)
 #   QUICKSTART_LIMIT   questions per benchmark in each evaluation (default 30)
-#   QUICKSTART_TRAIN   training records to generate (default 10000)
+#   QUICKSTART_TRAIN   training records to generate (default 16000)
 #   QUICKSTART_BENCH   questions per demo benchmark to generate (default 200)
 #   QUICKSTART_PRESET  model preset (default: the config's, `demo`)
 #   QUICKSTART_MAX_NEW_TOKENS  cap on each answer's tokens (default 256; the demo's answers need about 150)
@@ -47,7 +47,10 @@ step "3/8 demo data ($DATA)"
 if [ -f "$DATA/manifest.json" ]; then
   echo "already generated (delete $DATA to regenerate)"
 else
-  "$bin" make-demo-data --out "$DATA" --seed 0 --train "${QUICKSTART_TRAIN:-10000}" --bench "${QUICKSTART_BENCH:-200}"
+  # No verification turns: they teach the self_verify scorer, and the demo's SWIRES scores with log-probabilities.
+  # Without them the records are shorter and a training step sees more questions.
+  "$bin" make-demo-data --out "$DATA" --seed 0 --train "${QUICKSTART_TRAIN:-16000}" --bench "${QUICKSTART_BENCH:-200}" \
+    --verify-fraction 0
 fi
 
 step "4/8 train the demo model ($RUNS/demo; configs/train/demo.yaml)"

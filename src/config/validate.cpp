@@ -77,7 +77,7 @@ Problems DataConfig::validate() const {
   check_choice(p, "on_bad_record", on_bad_record, {"skip", "fail"});
   check_choice(p, "length_policy", length_policy, {"drop", "truncate_response"});
   check_min(p, "max_seq_len", max_seq_len, 0);
-  check_min(p, "max_image_tiles", max_image_tiles, 1);
+  check_min(p, "max_image_tiles", max_image_tiles, 0);
   check_min(p, "num_workers", num_workers, 0);
   check_min(p, "prefetch", prefetch, 0);
   check_min(p, "limit", limit, 0);

@@ -36,7 +36,7 @@ TrainingData::TrainingData(const DataConfig& c, const text::Tokenizer& tokenizer
   reader_ = std::make_unique<LlavaCotReader>(c.train_file, ro);
 
   vision::ImageProcessorConfig ic = images;
-  if (c.max_image_tiles < images.max_tiles) ic.max_canvas_tiles = c.max_image_tiles;
+  if (c.max_image_tiles > 0 && c.max_image_tiles < images.max_tiles) ic.max_canvas_tiles = c.max_image_tiles;
   images_ = std::make_unique<vision::ImageProcessor>(ic);
 
   PreprocessOptions po;

@@ -430,8 +430,9 @@ TEST_CASE("the data config builds a loader: tile budget, bad-record file, fail m
       // 112 px images on 28 px tiles: a 2 x 2 canvas, or 1 x 1 within a budget of one tile; the tensors keep
       // the model's four tile slots either way.
       CHECK(b->pixel_values.size(2) == 4);
-      CHECK(b->aspect_ratio_mask.sum(2).max().item<int64_t>() == std::min<int64_t>(cfg.max_image_tiles, 4));
-      CHECK(b->aspect_ratio_mask.sum(2).min().item<int64_t>() == std::min<int64_t>(cfg.max_image_tiles, 4));
+      const int64_t budget = cfg.max_image_tiles == 0 ? 4 : std::min<int64_t>(cfg.max_image_tiles, 4);  // 0: the model's
+      CHECK(b->aspect_ratio_mask.sum(2).max().item<int64_t>() == budget);
+      CHECK(b->aspect_ratio_mask.sum(2).min().item<int64_t>() == budget);
     }
     CHECK(steps == td.loader().steps_per_epoch());
     CHECK(samples == 60);  // 61 records, the broken one skipped
@@ -439,6 +440,7 @@ TEST_CASE("the data config builds a loader: tile budget, bad-record file, fail m
     return steps;
   };
   int64_t plain = 0, grouped = 0;
+  CHECK(c.max_image_tiles == 0);  // the default: the model's four tiles
   CHECK(epoch(c, &plain) == 16);
   c.group_by_length = true;
   c.max_image_tiles = 1;
@@ -458,6 +460,8 @@ TEST_CASE("the data config builds a loader: tile budget, bad-record file, fail m
     CHECK_THROWS_AS([&] { while (td.loader().next()) {} }(), data::BadRecord);
   }
   c.max_image_tiles = 8;
+  CHECK_THROWS_AS(data::TrainingData(c, *tok, model_tiles, s), ConfigError);
+  c.max_image_tiles = -1;
   CHECK_THROWS_AS(data::TrainingData(c, *tok, model_tiles, s), ConfigError);
   c.max_image_tiles = 4;
   c.train_file.clear();

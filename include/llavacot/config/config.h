@@ -51,7 +51,7 @@ struct DataConfig {
   bool allow_text_only = true;
   int64_t max_seq_len = 4096;
   std::string length_policy = "drop";
-  int64_t max_image_tiles = 4;
+  int64_t max_image_tiles = 0;
   bool shuffle = true;
   int64_t num_workers = 2;
   int64_t prefetch = 2;
@@ -66,7 +66,7 @@ struct DataConfig {
     v.field("allow_text_only", allow_text_only, "accept records that have no image");
     v.field("max_seq_len", max_seq_len, "maximum tokens per sample (0 = no limit)");
     v.field("length_policy", length_policy, "over-long samples: drop | truncate_response");
-    v.field("max_image_tiles", max_image_tiles, "tile budget per image: smaller canvases, same tensor shapes (at most the model's max_num_tiles)");
+    v.field("max_image_tiles", max_image_tiles, "tile budget per image: smaller canvases, same tensor shapes (at most the model's max_num_tiles; 0 = the model's)");
     v.field("shuffle", shuffle, "shuffle each epoch (seeded by run.seed and the epoch number)");
     v.field("num_workers", num_workers, "preprocessing threads (0 = in the training thread)");
     v.field("prefetch", prefetch, "batches prepared ahead of the training step");
