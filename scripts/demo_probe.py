@@ -34,11 +34,19 @@ def main():
     a = ap.parse_args()
     model = MllamaForConditionalGeneration.from_pretrained(a.model).eval()
     proc = AutoProcessor.from_pretrained(a.model)
-    with open(os.path.join(a.data, "train.jsonl"), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f]
-    records = [r for r in records if r["image"].startswith("shapes/") and r["kind"] != "verify"][-a.records:]
+    path = os.path.join(a.data, "train.jsonl")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                r = json.loads(line)
+                if r["image"].startswith("shapes/") and r["kind"] != "verify" and len(r["conversations"]) >= 2:
+                    records.append(r)
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                sys.exit(f"{path}:{number}: not a demo record ({type(e).__name__}: {e})")
+    records = records[-a.records:]
     if not records:
-        sys.exit(f"no shapes records in {a.data}/train.jsonl")
+        sys.exit(f"no shapes records in {path}")
     probs = collections.defaultdict(list)
     for r in records:
         question = r["conversations"][0]["value"].replace("<image>\n", "")
