@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole llavacot pipeline on the built-in synthetic demo, on one machine, with no downloads: install the
-# dependencies, build, make the demo data, train the demo model, evaluate it on the six demo benchmarks greedily,
+# dependencies, build, make the demo data, pretrain the demo model's vision encoder, train the demo model, evaluate it on the six demo benchmarks greedily,
 # with SWIRES and with blank images, export it in Hugging Face format, and print the results table.
 # Re-runnable: each step reuses what an earlier run finished (delete an output to redo its step).
 #
 # Usage (as root on Debian 12): scripts/quickstart.sh
 # Knobs (environment), for a quicker look or the shortened run of the test suite:
+#   QUICKSTART_VISION_STEPS  vision pretraining steps (default: configs/train/demo-vision.yaml's)
 #   QUICKSTART_STEPS   training steps (default: configs/train/demo.yaml's schedule)
 #   QUICKSTART_LIMIT   questions per benchmark in each evaluation (default 30)
 #   QUICKSTART_TRAIN   training records to generate (default 16000)
@@ -29,9 +30,9 @@ if [ -n "${LLAVACOT_BIN:-}" ]; then
   bin=$LLAVACOT_BIN
   step "dependencies and build: skipped (LLAVACOT_BIN=$bin)"
 else
-  step "1/8 dependencies (scripts/bootstrap.sh)"
+  step "1/9 dependencies (scripts/bootstrap.sh)"
   scripts/bootstrap.sh
-  step "2/8 build (${BUILD_DIR}, Release, ${JOBS} jobs; ccache makes a rebuild quick)"
+  step "2/9 build (${BUILD_DIR}, Release, ${JOBS} jobs; ccache makes a rebuild quick)"
   cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$BUILD_DIR" -j "$JOBS" --target llavacot_cli
   bin="$BUILD_DIR/llavacot"
@@ -43,7 +44,7 @@ common=(--set "data.train_file=$DATA/train.jsonl" --set "data.image_root=$DATA/i
 [ -n "${QUICKSTART_PRESET:-}" ] && common+=(--set "model.preset=$QUICKSTART_PRESET")
 [ -n "${QUICKSTART_STEPS:-}" ] && common+=(--set "train.max_steps=$QUICKSTART_STEPS")
 
-step "3/8 demo data ($DATA)"
+step "3/9 demo data ($DATA)"
 if [ -f "$DATA/manifest.json" ]; then
   echo "already generated (delete $DATA to regenerate)"
 else
@@ -53,7 +54,23 @@ else
     --verify-fraction 0
 fi
 
-step "4/8 train the demo model ($RUNS/demo; configs/train/demo.yaml)"
+# Two stages, as Llama-3.2-Vision was built: a vision encoder that knows shapes first (a from-scratch encoder
+# learns only colours from the text loss), then the whole model on the four-stage answers.
+step "4/9 pretrain the vision encoder on the segmentation masks ($RUNS/demo-vision; configs/train/demo-vision.yaml)"
+vision="$RUNS/demo-vision/final"
+if [ -f "$vision/model.safetensors" ]; then
+  echo "already pretrained (delete $RUNS/demo-vision to pretrain again)"
+else
+  rm -rf "$RUNS/demo-vision"  # an interrupted pretraining starts over (it takes minutes)
+  vargs=(--set "vision_pretrain.file=$DATA/vision.jsonl" --set "model.tokenizer=$DATA/tokenizer.json"
+         --set "run.output_dir=$RUNS/demo-vision")
+  [ -n "${QUICKSTART_PRESET:-}" ] && vargs+=(--set "model.preset=$QUICKSTART_PRESET")
+  [ -n "${QUICKSTART_VISION_STEPS:-}" ] && vargs+=(--set "train.max_steps=$QUICKSTART_VISION_STEPS")
+  "$bin" pretrain-vision --config configs/train/demo-vision.yaml "${vargs[@]}"
+fi
+common+=(--set "model.weights=$vision")
+
+step "5/9 train the demo model ($RUNS/demo; configs/train/demo.yaml)"
 if [ -f "$RUNS/demo/final/model.safetensors" ]; then
   echo "already trained (delete $RUNS/demo to train again)"
 else
@@ -62,7 +79,7 @@ fi
 model="$RUNS/demo/final"
 
 # Data parallel: a short run of two CPU ranks with ZeRO-1 (the same trainer, started by llavacot launch).
-step "5/8 two data-parallel ranks, ZeRO-1 ($RUNS/demo-2ranks, 10 steps)"
+step "6/9 two data-parallel ranks, ZeRO-1 ($RUNS/demo-2ranks, 10 steps)"
 if [ -f "$RUNS/demo-2ranks/final/model.safetensors" ]; then
   echo "already done"
 else
@@ -71,7 +88,7 @@ else
     --set dist.zero1=true --set run.threads=1 --resume auto
 fi
 
-step "6/8 one question, greedy and SWIRES"
+step "7/9 one question, greedy and SWIRES"
 image=$(find "$DATA/images" -name '*.png' | sort | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
 echo "question about $image: How many shapes are there?"
 "$bin" generate --model "$model" --image "$image" --prompt "How many shapes are there?" --set decode.max_new_tokens="$MAX_NEW"
@@ -81,7 +98,7 @@ echo "question about $image: How many shapes are there?"
 # Evaluation on the six demo benchmarks: greedy, SWIRES, and greedy with every image blanked (the ablation that
 # shows the model reads the image). Then the greedy predictions are scored again with the demo model as a local
 # judge (nothing is decoded twice), which also gives MM-Vet a score; a real run would use judge-openai.yaml.
-step "7/8 evaluate ($LIMIT questions per benchmark): greedy, SWIRES, blank images"
+step "8/9 evaluate ($LIMIT questions per benchmark): greedy, SWIRES, blank images"
 files=(--config configs/eval/demo.yaml --model "$model" --set eval.limit="$LIMIT" --set decode.max_new_tokens="$MAX_NEW")
 for b in MMStar:mmstar MMBench_DEV_EN_V11:mmbench MMVet:mmvet MathVista_MINI:mathvista AI2D_TEST:ai2d HallusionBench:hallusionbench; do
   files+=(--set "eval.files.${b#*:}=$DATA/bench/${b%%:*}.tsv")
@@ -97,7 +114,7 @@ cp "$RUNS/demo-eval/predictions.jsonl" "$RUNS/demo-eval-judged/predictions.jsonl
 
 # Export: the demo model as a Hugging Face directory (transformers' MllamaForConditionalGeneration and
 # AutoProcessor load it), with the evaluation in its model card; inspect checks it from the headers alone.
-step "8/8 export to Hugging Face format ($RUNS/demo-hf)"
+step "9/9 export to Hugging Face format ($RUNS/demo-hf)"
 "$bin" export --checkpoint "$model" --out "$RUNS/demo-hf" --dtype bf16 --overwrite \
   --eval-results "$RUNS/demo-eval/results.json"
 "$bin" inspect "$RUNS/demo-hf"
@@ -108,7 +125,8 @@ python3 scripts/demo_table.py "$RUNS/demo-results.md" "greedy=$RUNS/demo-eval" "
 cat <<EOF
 
 Where everything is:
-  demo data            $DATA (train.jsonl, images/, bench/*.tsv, tokenizer.json, manifest.json)
+  demo data            $DATA (train.jsonl, images/, masks/, vision.jsonl, bench/*.tsv, tokenizer.json, manifest.json)
+  pretrained encoder   $vision (vision pretraining run: $RUNS/demo-vision, metrics.jsonl)
   trained model        $model (model.safetensors, config.json, tokenizer.json)
   training run         $RUNS/demo (metrics.jsonl: python3 scripts/plot_metrics.py $RUNS/demo/metrics.jsonl)
   two-rank ZeRO-1 run  $RUNS/demo-2ranks

@@ -24,7 +24,7 @@ void register_make_demo_data(CLI::App& app) {
   cmd->callback([a] {
     const auto s = data::make_demo_data(*a);
     std::cout << "wrote " << s.out << ": train.jsonl (" << s.train_records << " records, " << s.verification_records
-              << " verification, " << s.multi_turn_records << " multi-turn), images/ (" << s.images << "), bench/ (";
+              << " verification, " << s.multi_turn_records << " multi-turn), images/ and masks/ (" << s.images << " each), vision.jsonl, bench/ (";
     bool first = true;
     for (const auto& [name, rows] : s.bench_rows) {
       std::cout << (first ? "" : ", ") << name << " " << rows;

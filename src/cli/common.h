@@ -89,6 +89,7 @@ void bench_decode(const BenchDecodeArgs& args);
 
 // One registration function per subcommand (src/cli/cmd_*.cpp).
 void register_train(CLI::App& app);
+void register_pretrain_vision(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_export(CLI::App& app);

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   app.add_flag("--version", version, "print the version and build facts and exit");
   app.add_flag("--config-reference", config_reference, "print the reference of every config key (Markdown) and exit");
   cli::register_train(app);
+  cli::register_pretrain_vision(app);
   cli::register_eval(app);
   cli::register_generate(app);
   cli::register_export(app);

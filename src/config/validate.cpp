@@ -197,6 +197,14 @@ Problems DistConfig::validate() const {
   return p;
 }
 
+Problems VisionPretrainConfig::validate() const {
+  Problems p;
+  if (num_classes != 0) check_range(p, "num_classes", static_cast<double>(num_classes), 2, 256);
+  check_range(p, "min_cover", min_cover, 0, 1, /*lo_open=*/true);
+  check_range(p, "init_std", init_std, 0, 1);
+  return p;
+}
+
 Problems RunConfig::validate() const {
   Problems p;
   if (output_dir.empty()) p.push_back("output_dir: must not be empty");

@@ -218,25 +218,39 @@ int node_of_colour(const Scene& s, int colour) {
 // ---------------------------------------------------------------------------------------------------------
 // Drawing.
 
+// Segmentation mask classes (`make-demo-data` writes masks/ beside images/): 0 background, then each shape in each
+// colour (shapes and diagram nodes), each colour of bar, and the black strokes (arrows, axes). Grid lines and
+// tick labels count as background.
+constexpr int kMaskShapeBase = 1, kMaskBarBase = kMaskShapeBase + kShapes * kColours, kMaskStroke = kMaskBarBase + kColours;
+constexpr int kMaskClasses = kMaskStroke + 1;
+
+int mask_class(const Obj& o) { return kMaskShapeBase + o.shape * kColours + o.colour; }
+
+/// Draws with the object's colour, or, on a mask (one 8-bit channel), with its mask class and no antialiasing.
 void draw_obj(cv::Mat& img, const Obj& o, double side) {
   const cv::Point c(static_cast<int>(std::lround(o.x * side)), static_cast<int>(std::lround(o.y * side)));
   const int r = static_cast<int>(std::lround(o.r * side));
-  const cv::Scalar colour = kColourBgr[static_cast<size_t>(o.colour)];
+  const bool mask = img.channels() == 1;
+  const cv::Scalar colour = mask ? cv::Scalar(mask_class(o)) : kColourBgr[static_cast<size_t>(o.colour)];
+  const int aa = mask ? cv::LINE_8 : cv::LINE_AA;
   if (o.shape == 0) {
-    cv::circle(img, c, r, colour, cv::FILLED, cv::LINE_AA);
+    cv::circle(img, c, r, colour, cv::FILLED, aa);
   } else if (o.shape == 1) {
     const int h = static_cast<int>(std::lround(o.r * side * 0.8));
-    cv::rectangle(img, cv::Point(c.x - h, c.y - h), cv::Point(c.x + h, c.y + h), colour, cv::FILLED, cv::LINE_AA);
+    cv::rectangle(img, cv::Point(c.x - h, c.y - h), cv::Point(c.x + h, c.y + h), colour, cv::FILLED, aa);
   } else {
     const int dx = static_cast<int>(std::lround(o.r * side * 0.85)), dy = static_cast<int>(std::lround(o.r * side * 0.7));
     const std::array<cv::Point, 3> pts = {cv::Point(c.x, c.y - r), cv::Point(c.x - dx, c.y + dy), cv::Point(c.x + dx, c.y + dy)};
-    cv::fillConvexPoly(img, pts.data(), 3, colour, cv::LINE_AA);
+    cv::fillConvexPoly(img, pts.data(), 3, colour, aa);
   }
 }
 
-cv::Mat draw(const Scene& s, int size) {
+/// The scene as a BGR image, or (`mask`) as its segmentation mask: one 8-bit channel of mask classes.
+cv::Mat draw(const Scene& s, int size, bool mask = false) {
   const double side = size;
-  cv::Mat img(size, size, CV_8UC3, cv::Scalar(255, 255, 255));
+  cv::Mat img = mask ? cv::Mat(size, size, CV_8UC1, cv::Scalar(0)) : cv::Mat(size, size, CV_8UC3, cv::Scalar(255, 255, 255));
+  const int aa = mask ? cv::LINE_8 : cv::LINE_AA;
+  const cv::Scalar ink = mask ? cv::Scalar(kMaskStroke) : cv::Scalar(0, 0, 0);
   auto px = [&](double v) { return static_cast<int>(std::lround(v * side)); };
   const int thin = std::max(1, size / 112);
   if (s.type == SceneType::kShapes) {
@@ -244,37 +258,40 @@ cv::Mat draw(const Scene& s, int size) {
   } else if (s.type == SceneType::kChart) {
     // Plot area: x in [0.14, 0.95], value v at y = 0.9 - 0.08 v (0 .. 10).
     auto y_of = [&](double v) { return px(0.9 - 0.08 * v); };
-    for (int v = 1; v <= 9; ++v)
-      cv::line(img, cv::Point(px(0.14), y_of(v)), cv::Point(px(0.95), y_of(v)), cv::Scalar(215, 215, 215), thin);
-    const double scale = 0.28 * side / 112;
-    for (int v : {0, 3, 6, 9})
-      cv::putText(img, std::to_string(v), cv::Point(px(0.03), y_of(v) + px(0.025)), cv::FONT_HERSHEY_SIMPLEX, scale,
-                  cv::Scalar(0, 0, 0), thin, cv::LINE_AA);
+    if (!mask) {  // grid lines and tick labels: background in the mask
+      for (int v = 1; v <= 9; ++v)
+        cv::line(img, cv::Point(px(0.14), y_of(v)), cv::Point(px(0.95), y_of(v)), cv::Scalar(215, 215, 215), thin);
+      const double scale = 0.28 * side / 112;
+      for (int v : {0, 3, 6, 9})
+        cv::putText(img, std::to_string(v), cv::Point(px(0.03), y_of(v) + px(0.025)), cv::FONT_HERSHEY_SIMPLEX, scale,
+                    cv::Scalar(0, 0, 0), thin, cv::LINE_AA);
+    }
     const size_t n = s.bar_values.size();
     const double slot = 0.79 / static_cast<double>(n);
     for (size_t i = 0; i < n; ++i) {
       const double x0 = 0.16 + slot * static_cast<double>(i) + slot * 0.15, x1 = x0 + slot * 0.7;
       cv::rectangle(img, cv::Point(px(x0), y_of(s.bar_values[i])), cv::Point(px(x1), y_of(0)),
-                    kColourBgr[static_cast<size_t>(s.bar_colours[i])], cv::FILLED);
+                    mask ? cv::Scalar(kMaskBarBase + s.bar_colours[i]) : kColourBgr[static_cast<size_t>(s.bar_colours[i])],
+                    cv::FILLED);
     }
-    cv::line(img, cv::Point(px(0.14), y_of(0)), cv::Point(px(0.95), y_of(0)), cv::Scalar(0, 0, 0), thin);
-    cv::line(img, cv::Point(px(0.14), y_of(0)), cv::Point(px(0.14), y_of(10)), cv::Scalar(0, 0, 0), thin);
+    cv::line(img, cv::Point(px(0.14), y_of(0)), cv::Point(px(0.95), y_of(0)), ink, thin);
+    cv::line(img, cv::Point(px(0.14), y_of(0)), cv::Point(px(0.14), y_of(10)), ink, thin);
   } else {
     for (const auto& [from, to] : s.arrows) {
       const Obj &a = s.objs[static_cast<size_t>(from)], &b = s.objs[static_cast<size_t>(to)];
       const double dx = b.x - a.x, dy = b.y - a.y, d = std::hypot(dx, dy);
       const double t0 = (a.r + 0.01) / d, t1 = 1 - (b.r + 0.02) / d;
       cv::arrowedLine(img, cv::Point(px(a.x + dx * t0), px(a.y + dy * t0)), cv::Point(px(a.x + dx * t1), px(a.y + dy * t1)),
-                      cv::Scalar(0, 0, 0), thin, cv::LINE_AA, 0, 0.25);
+                      ink, thin, aa, 0, 0.25);
     }
     for (const auto& o : s.objs) draw_obj(img, o, side);
   }
   return img;
 }
 
-std::string encode_png(const Scene& s, int size) {
+std::string encode_png(const Scene& s, int size, bool mask = false) {
   std::vector<uchar> buf;
-  LLAVACOT_CHECK(cv::imencode(".png", draw(s, size), buf, {cv::IMWRITE_PNG_COMPRESSION, 6}), RuntimeError,
+  LLAVACOT_CHECK(cv::imencode(".png", draw(s, size, mask), buf, {cv::IMWRITE_PNG_COMPRESSION, 6}), RuntimeError,
                  "could not encode a demo image as PNG");
   return std::string(buf.begin(), buf.end());
 }
@@ -931,7 +948,7 @@ struct TrainItem {
   std::string line;       // the JSON line
   std::vector<std::string> texts;  // the turns' text (the tokenizer's corpus)
   std::string image_rel;  // image path under images/
-  std::string png;
+  std::string png, mask_png;  // the image and its segmentation mask
   std::string kind;
   bool verification = false, multi_turn = false;
 };
@@ -995,6 +1012,7 @@ TrainItem train_item(const DemoOptions& o, int64_t index) {
   std::snprintf(name, sizeof name, "%06lld", static_cast<long long>(index));
   item.image_rel = str_cat(scene_folder(q.scene.type), "/", name, ".png");
   item.png = encode_png(q.scene, static_cast<int>(o.image_size));
+  item.mask_png = encode_png(q.scene, static_cast<int>(o.image_size), /*mask=*/true);
   Json rec;
   rec["id"] = str_cat("demo-", name);
   rec["image"] = item.image_rel;
@@ -1257,6 +1275,16 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 
 const std::vector<std::string>& demo_question_kinds() { return kKinds; }
 
+std::vector<std::string> demo_mask_classes() {
+  std::vector<std::string> names(kMaskClasses);
+  names[0] = "background";
+  for (int sh = 0; sh < kShapes; ++sh)
+    for (int c = 0; c < kColours; ++c) names[static_cast<size_t>(mask_class(Obj{sh, c}))] = str_cat(kColourNames[c], " ", kShapeNames[sh]);
+  for (int c = 0; c < kColours; ++c) names[static_cast<size_t>(kMaskBarBase + c)] = str_cat(kColourNames[c], " bar");
+  names[kMaskStroke] = "stroke";
+  return names;
+}
+
 std::string verification_prompt(const std::string& question, const std::string& candidate) {
   return str_cat("Question: ", question, "\nCandidate answer: ", candidate,
                  "\nIs the candidate answer correct for this image? Answer correct or incorrect.");
@@ -1277,7 +1305,8 @@ DemoSummary make_demo_data(const DemoOptions& o) {
                  " already exists; pass --overwrite to replace it");
   const std::string tmp = str_cat(out, ".partial-", ::getpid());
   stdfs::remove_all(tmp);
-  for (const char* sub : {"images/shapes", "images/charts", "images/diagrams", "bench"}) fs::create_dirs(tmp + "/" + sub);
+  for (const char* sub : {"images/shapes", "images/charts", "images/diagrams", "masks/shapes", "masks/charts", "masks/diagrams", "bench"})
+    fs::create_dirs(tmp + "/" + sub);
 
   DemoSummary sum;
   sum.out = out;
@@ -1286,7 +1315,9 @@ DemoSummary make_demo_data(const DemoOptions& o) {
   parallel_for(o.train, o.threads, [&](int64_t i) {
     auto item = train_item(o, i);
     write_bytes(str_cat(tmp, "/images/", item.image_rel), item.png);
+    write_bytes(str_cat(tmp, "/masks/", item.image_rel), item.mask_png);
     item.png.clear();
+    item.mask_png.clear();
     items[static_cast<size_t>(i)] = std::move(item);
   });
   {
@@ -1299,6 +1330,11 @@ DemoSummary make_demo_data(const DemoOptions& o) {
       sum.multi_turn_records += it.multi_turn;
     }
     write_bytes(tmp + "/train.jsonl", text);
+    // The (image, mask) pairs for `llavacot pretrain-vision`, paths relative to this file.
+    std::string pairs;
+    for (const auto& it : items)
+      pairs += Json{{"image", "images/" + it.image_rel}, {"mask", "masks/" + it.image_rel}}.dump() + "\n";
+    write_bytes(tmp + "/vision.jsonl", pairs);
   }
   {
     // The tokenizer learns from the training turns and the chat template's role names.
@@ -1335,6 +1371,7 @@ DemoSummary make_demo_data(const DemoOptions& o) {
   manifest["train"] = {{"file", "train.jsonl"},          {"image_root", "images"},
                        {"records", sum.train_records},   {"verification", sum.verification_records},
                        {"multi_turn", sum.multi_turn_records}, {"kinds", sum.kinds}};
+  manifest["vision"] = {{"file", "vision.jsonl"}, {"mask_root", "masks"}, {"classes", demo_mask_classes()}};
   manifest["bench"] = sum.bench_rows;
   write_bytes(tmp + "/manifest.json", manifest.dump(2) + "\n");
   fs::fsync_dir(tmp);

@@ -54,7 +54,7 @@ TEST_CASE("a shortened quickstart runs to the end and leaves every output readab
   const std::string data = dir + "/data", runs = dir + "/runs";
   const std::string env = "LLAVACOT_BIN=" + test::shell_quote(test::cli()) + " DEMO_DATA=" + test::shell_quote(data) +
                           " DEMO_RUNS=" + test::shell_quote(runs) +
-                          " QUICKSTART_STEPS=4 QUICKSTART_LIMIT=2 QUICKSTART_TRAIN=160 QUICKSTART_BENCH=4"
+                          " QUICKSTART_VISION_STEPS=3 QUICKSTART_STEPS=4 QUICKSTART_LIMIT=2 QUICKSTART_TRAIN=160 QUICKSTART_BENCH=4"
                           " QUICKSTART_PRESET=tiny QUICKSTART_MAX_NEW_TOKENS=24";
   const std::string script = test::shell_quote(test::source_path("scripts/quickstart.sh"));
   auto r = test::run_command("( " + env + " bash " + script + " > " + test::shell_quote(dir + "/stdout.txt") + ")");
@@ -82,6 +82,13 @@ TEST_CASE("a shortened quickstart runs to the end and leaves every output readab
     INFO(file);
     CHECK_FALSE(eval::Benchmark::load(name, data + "/bench/" + file).items().empty());
   }
+
+  // The vision pretraining: its listing pairs every training image with a mask; its model loads.
+  CHECK(jsonl(data + "/vision.jsonl").size() == 160);
+  CHECK(manifest.at("vision").at("classes").size() == 18);
+  check_model_dir(runs + "/demo-vision/final");
+  CHECK(jsonl(runs + "/demo-vision/metrics.jsonl").size() == 1);  // 3 steps, logged at the last
+  CHECK_THAT(fs::read_file(runs + "/demo/config.resolved.yaml"), Contains("demo-vision/final"));  // train started from it
 
   // Training runs: checkpoints load, metrics are JSON lines, the two-rank run finished.
   check_model_dir(runs + "/demo/final");
@@ -117,6 +124,7 @@ TEST_CASE("a shortened quickstart runs to the end and leaves every output readab
   INFO(again.output.substr(again.output.size() > 4000 ? again.output.size() - 4000 : 0));
   REQUIRE(again.exit_code == 0);
   const std::string out2 = fs::read_file(dir + "/stdout2.txt");
+  CHECK_THAT(out2, Contains("already pretrained"));
   CHECK_THAT(out2, Contains("already trained"));
   CHECK_THAT(out2, Contains("already generated"));
 }

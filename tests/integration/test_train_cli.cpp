@@ -10,10 +10,12 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "llavacot/data/demo.h"
 #include "llavacot/io/safetensors.h"
+#include "llavacot/train/vision_pretrain.h"
 #include "llavacot/util/fs.h"
 #include "support/support.h"
 
@@ -265,4 +267,56 @@ TEST_CASE("LoRA on the demo: the loss falls, checkpoints hold PEFT adapters, res
   REQUIRE(gen(base + "/merged", "merged.txt").exit_code == 0);
   CHECK(fs::read_file(base + "/adapter.txt") == fs::read_file(base + "/merged.txt"));
   CHECK(fs::read_file(base + "/adapter.txt").size() > 1);
+}
+
+TEST_CASE("pretrain-vision learns the demo's masks, writes a model train starts from, and names a broken mask",
+          "[cli][train][vision_pretrain]") {
+  const std::string dir = test::fresh_dir("pretrain_vision_cli");
+  const std::string demo = demo_dir();
+  auto cmd = [&](const std::string& listing, const std::string& run, int steps) {
+    return test::cli() + " pretrain-vision --config " + test::shell_quote(test::source_path("configs/train/demo-vision.yaml")) +
+           " --set vision_pretrain.file=" + test::shell_quote(listing) + " --set model.tokenizer=" +
+           test::shell_quote(demo + "/tokenizer.json") + " --set model.preset=tiny --set run.threads=1" +
+           " --set train.batch_size=8 --set train.log_every=5 --set train.warmup_steps=5 --set train.max_steps=" +
+           std::to_string(steps) + " --set run.output_dir=" + test::shell_quote(run);
+  };
+  const std::string run = dir + "/vision";
+  auto r = test::run_command(cmd(demo + "/vision.jsonl", run, 60));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("pretrained: 60 steps"));
+  const auto m = metrics(run);
+  REQUIRE(m.size() == 12);
+  for (const char* key : {"step", "loss", "patch_accuracy", "object_patch_accuracy", "lr", "grad_norm", "elapsed_s"})
+    CHECK(m.back().contains(key));
+  const double first = m.front().at("loss").get<double>(), last = m.back().at("loss").get<double>();
+  INFO("loss over steps 1-5 " << first << ", over steps 56-60 " << last);
+  CHECK(last < 0.5 * first);
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) CHECK(stdfs::exists(run + "/final/" + f));
+  // A whole model: the vision encoder and the text side as initialised.
+  std::set<std::string> names;
+  for (const auto& [name, t] : safetensors::load_all(run + "/final/model.safetensors")) names.insert(name);
+  CHECK(names.count("vision_model.patch_embedding.weight") == 1);
+  CHECK(names.count("language_model.lm_head.weight") == 1);
+  CHECK(names.count("multi_modal_projector.weight") == 1);
+
+  // train starts from it (model.weights) and trains.
+  const std::string trained = dir + "/trained";
+  r = test::run_command(train_cmd(trained, "--set train.max_steps=3 --set model.weights=" + test::shell_quote(run + "/final")));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("trained: 3 steps"));
+
+  // A finished run directory is not overwritten.
+  r = test::run_command(cmd(demo + "/vision.jsonl", run, 60));
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.output, Contains("already holds a finished pretraining"));
+
+  // A colour image given as a mask stops the run with the file named.
+  const std::string listing = dir + "/broken.jsonl";
+  const std::string image = train::read_mask_listing(demo + "/vision.jsonl").front().image;
+  fs::write_file_atomic(listing, nlohmann::json{{"image", image}, {"mask", image}}.dump() + "\n");
+  r = test::run_command(cmd(listing, dir + "/broken", 2));
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains(image) && Contains("one 8-bit channel"));
 }

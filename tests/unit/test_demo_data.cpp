@@ -118,7 +118,8 @@ TEST_CASE("the demo generator is deterministic in its seed and independent of it
   data::make_demo_data(c);
   const auto sa = snapshot(a.out), sb = snapshot(b.out), sc = snapshot(c.out);
   REQUIRE(sa.size() == sb.size());
-  CHECK(sa.size() == 300 + 1 + 6 + 1 + 1);  // images, train.jsonl, six TSVs, tokenizer.json, manifest.json
+  // images and masks, train.jsonl, vision.jsonl, six TSVs, tokenizer.json, manifest.json
+  CHECK(sa.size() == 300 + 300 + 1 + 1 + 6 + 1 + 1);
   for (const auto& [path, bytes] : sa) {
     INFO(path);
     REQUIRE(sb.count(path));

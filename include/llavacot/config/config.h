@@ -293,6 +293,24 @@ struct DistConfig {
   std::vector<std::string> validate() const;
 };
 
+/// Vision pretraining (`llavacot pretrain-vision`): the vision encoder learns to label each patch from
+/// segmentation masks before the multimodal fine-tuning (optimisation settings come from `train`).
+struct VisionPretrainConfig {
+  std::string file;
+  int64_t num_classes = 0;
+  double min_cover = 0.25;
+  double init_std = 0.0;
+
+  template <class V>
+  void visit_fields(V& v) {
+    v.field("file", file, "JSONL of {\"image\": PATH, \"mask\": PATH} pairs, paths relative to the file (make-demo-data writes vision.jsonl)");
+    v.field("num_classes", num_classes, "mask classes: pixel values 0 (background) .. num_classes - 1");
+    v.field("min_cover", min_cover, "a patch takes its most common object class when that covers this share of it, else background");
+    v.field("init_std", init_std, "std of the vision weights' fresh init (0 = the vision config's initializer_range)");
+  }
+  std::vector<std::string> validate() const;
+};
+
 /// Where a run writes and what it runs on.
 struct RunConfig {
   std::string name;
@@ -324,6 +342,7 @@ struct Config {
   ExportConfig export_;
   LoraConfig lora;
   DistConfig dist;
+  VisionPretrainConfig vision_pretrain;
   RunConfig run;
 
   template <class V>
@@ -336,6 +355,7 @@ struct Config {
     v.section("export", export_, "Hugging Face export");
     v.section("lora", lora, "LoRA adapters (parameter-efficient fine-tuning)");
     v.section("dist", dist, "data-parallel training across processes");
+    v.section("vision_pretrain", vision_pretrain, "vision encoder pretraining on segmentation masks (pretrain-vision)");
     v.section("run", run, "run directory, seed, threads, device");
   }
 

@@ -13,7 +13,7 @@
 namespace llavacot::data {
 
 struct DemoOptions {
-  std::string out = "data/demo";  // output folder (train.jsonl, images/, bench/, manifest.json)
+  std::string out = "data/demo";  // output folder (train.jsonl, images/, masks/, vision.jsonl, bench/, manifest.json)
   uint64_t seed = 0;
   int64_t train = 4000;           // training records
   int64_t bench = 200;            // questions per benchmark (MMBench rows are its circular copies)
@@ -36,6 +36,10 @@ struct DemoSummary {
 
 /// The names of the question kinds the generator asks (the `kind` key of each training record).
 const std::vector<std::string>& demo_question_kinds();
+
+/// The class names of the demo's segmentation masks (masks/, listed with their images in vision.jsonl), by
+/// pixel value: background, each colour of each shape, each colour of bar, and the black strokes.
+std::vector<std::string> demo_mask_classes();
 
 /// The human turn of a verification record: the question as it was asked, then a candidate answer (its
 /// SUMMARY, CAPTION and REASONING stages), then the request to judge it. The expected reply is a four-stage
