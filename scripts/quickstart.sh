@@ -68,7 +68,7 @@ else
   [ -n "${QUICKSTART_VISION_STEPS:-}" ] && vargs+=(--set "train.max_steps=$QUICKSTART_VISION_STEPS")
   "$bin" pretrain-vision --config configs/train/demo-vision.yaml "${vargs[@]}"
 fi
-common+=(--set "model.weights=$vision")
+common+=(--set "model.weights=$vision")  # configs/train/demo.yaml's default, under DEMO_RUNS
 
 step "5/9 train the demo model ($RUNS/demo; configs/train/demo.yaml)"
 if [ -f "$RUNS/demo/final/model.safetensors" ]; then

@@ -27,6 +27,8 @@ TEST_CASE("the first 20 training losses equal a PyTorch loop with transformers' 
 
   Config cfg = config::load({test::source_path("configs/train/demo.yaml")}, {});
   cfg.model.preset = "tiny";  // the demo preset learns better but costs more; the comparison needs no learning
+  cfg.model.weights.clear();  // from scratch, every parameter trained (demo.yaml starts from a pretrained encoder)
+  cfg.train.freeze.clear();
   cfg.train.batch_size = 8;
   cfg.train.lr = 1e-3;
   cfg.data.train_file = demo + "/train.jsonl";

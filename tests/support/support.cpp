@@ -90,7 +90,8 @@ std::string demo_train_args(const std::string& demo, const std::string& run_dir)
          shell_quote(demo + "/train.jsonl") + " --set data.image_root=" + shell_quote(demo + "/images") +
          " --set model.tokenizer=" + shell_quote(demo + "/tokenizer.json") + " --set run.output_dir=" +
          shell_quote(run_dir) + " --set run.threads=1 --set data.num_workers=1 --set train.log_every=1 --set model.preset=tiny"
-         " --set train.batch_size=8 --set train.max_steps=0 --set train.lr=1e-3 --set train.warmup_steps=20";
+         " --set train.batch_size=8 --set train.max_steps=0 --set train.lr=1e-3 --set train.warmup_steps=20"
+         " --set model.weights= --set train.freeze=[]";  // from scratch, every parameter trained
 }
 
 StubServer::StubServer(const std::string& request_log) {
