@@ -45,7 +45,10 @@ common=(--set "data.train_file=$DATA/train.jsonl" --set "data.image_root=$DATA/i
 [ -n "${QUICKSTART_STEPS:-}" ] && common+=(--set "train.max_steps=$QUICKSTART_STEPS")
 
 step "3/9 demo data ($DATA)"
-if [ -f "$DATA/manifest.json" ]; then
+if [ -f "$DATA/manifest.json" ] && [ ! -f "$DATA/vision.jsonl" ]; then
+  echo "error: $DATA was made by an earlier llavacot (no masks for the vision pretraining); delete $DATA and $RUNS" >&2
+  exit 1
+elif [ -f "$DATA/manifest.json" ]; then
   echo "already generated (delete $DATA to regenerate)"
 else
   # No verification turns: they teach the self_verify scorer, and the demo's SWIRES scores with log-probabilities.

@@ -14,6 +14,7 @@
 #include "llavacot/config/config.h"
 #include "llavacot/config/loader.h"
 #include "llavacot/data/pipeline.h"
+#include "llavacot/dist/comm.h"
 #include "llavacot/model/checkpoint.h"
 #include "llavacot/model/mllama.h"
 #include "llavacot/train/optim.h"
@@ -140,6 +141,10 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
   const std::string final_dir = run_dir + "/final";
   LLAVACOT_CHECK(!stdfs::exists(final_dir + "/model.safetensors"), UsageError, run_dir,
                  " already holds a finished pretraining; choose another run.output_dir or delete it");
+  LLAVACOT_CHECK(cfg.model.tokenizer.empty() || stdfs::exists(cfg.model.tokenizer), ConfigError, "model.tokenizer ",
+                 cfg.model.tokenizer, " does not exist (it is copied beside the result; set it empty to skip)");
+  LLAVACOT_CHECK(dist::world_from_env().world <= 1, UsageError,
+                 "pretrain-vision runs in one process (it takes minutes); start it without launch/torchrun/mpirun");
 
   if (cfg.run.threads > 0) at::set_num_threads(static_cast<int>(cfg.run.threads));
   torch::manual_seed(static_cast<uint64_t>(cfg.run.seed));
@@ -150,7 +155,11 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
   // ---- data first: a broken listing fails before the model is built
   const auto pairs = read_mask_listing(vp.file);
   const model::MllamaConfig shapes = model::load_preset(cfg.model.preset);
-  const vision::ImageProcessor processor(data::image_processor_config(shapes.vision));
+  // The tiles the training stage will cut (data.max_image_tiles caps the canvas there too).
+  vision::ImageProcessorConfig processor_config = data::image_processor_config(shapes.vision);
+  if (cfg.data.max_image_tiles > 0 && cfg.data.max_image_tiles < processor_config.max_tiles)
+    processor_config.max_canvas_tiles = cfg.data.max_image_tiles;
+  const vision::ImageProcessor processor(processor_config);
   const int64_t max_tiles = shapes.vision.max_num_tiles, grid = shapes.vision.image_size / shapes.vision.patch_size;
   const int64_t patches = grid * grid, batch = tc.batch_size, classes = vp.num_classes;
   LOG_INFO("pretrain", vp.file, ": ", pairs.size(), " image/mask pairs, ", classes, " classes; ", tc.max_steps, " steps of ", batch);
@@ -186,15 +195,20 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
   std::vector<torch::Tensor> params;
   for (auto& [n, p] : named) params.push_back(p);
   AdamW opt(named, AdamW::Options{tc.lr, tc.adam_beta1, tc.adam_beta2, tc.adam_eps, tc.weight_decay});
-  const LrSchedule schedule{tc.schedule, tc.lr, tc.warmup_steps, tc.max_steps, tc.max_steps, tc.step_gamma};
+  const int64_t steps_per_epoch = (static_cast<int64_t>(pairs.size()) + batch - 1) / batch;  // for schedule: step
+  const LrSchedule schedule{tc.schedule, tc.lr, tc.warmup_steps, tc.max_steps, steps_per_epoch, tc.step_gamma};
   LOG_INFO("pretrain", "vision encoder of ", cfg.model.preset, ": ", named.size() - 2, " tensors",
            cfg.model.weights.empty() ? str_cat(", fresh init std ", init_std) : str_cat(", from ", cfg.model.weights),
            "; head ", shapes.vision.vision_output_dim, " -> ", classes);
 
-  // ---- the loop: pairs in a shuffled order, a new order each pass
+  // ---- the loop: pairs in a shuffled order, a new order each pass (Fisher-Yates on mt19937_64's raw output,
+  // which the standard fixes exactly, so the order is the same with every standard library)
   std::vector<size_t> order(pairs.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::mt19937_64 rng(static_cast<uint64_t>(cfg.run.seed) * 0x9E3779B97F4A7C15ull + 7);
+  auto shuffle = [&] {
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  };
   size_t cursor = order.size();
   std::ofstream metrics(run_dir + "/metrics.jsonl", std::ios::trunc);
   LLAVACOT_CHECK(metrics.good(), IoError, "cannot write ", run_dir, "/metrics.jsonl");
@@ -208,7 +222,7 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
     auto* lab = labels.data_ptr<int64_t>();
     for (int64_t b = 0; b < batch; ++b) {
       if (cursor == order.size()) {
-        std::shuffle(order.begin(), order.end(), rng);
+        shuffle();
         cursor = 0;
       }
       const MaskPair& pair = pairs[order[cursor++]];
@@ -220,6 +234,10 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
       int64_t tiles = 0;
       const auto l = patch_labels(mask, processor.config(), shapes.vision.patch_size, classes, vp.min_cover, pair.mask, &tiles);
       std::copy(l.begin(), l.end(), lab + b * max_tiles * patches);
+    }
+    if (!labels.ge(0).any().item<bool>()) {  // only padding patches (extreme aspect ratios): nothing to learn
+      LOG_WARN("pretrain", "step ", step + 1, ": no labelled patch in the batch, skipped");
+      continue;
     }
     at::Tensor pixel_values, ar_ids, ar_mask;
     processor.process_batch(images, pixel_values, ar_ids, ar_mask);

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -89,6 +90,20 @@ TEST_CASE("a shortened quickstart runs to the end and leaves every output readab
   check_model_dir(runs + "/demo-vision/final");
   CHECK(jsonl(runs + "/demo-vision/metrics.jsonl").size() == 1);  // 3 steps, logged at the last
   CHECK_THAT(fs::read_file(runs + "/demo/config.resolved.yaml"), Contains("demo-vision/final"));  // train started from it
+  {
+    // ... and kept its encoder frozen: every vision tensor of the trained model is the pretrained one.
+    std::map<std::string, at::Tensor> pretrained;
+    for (auto& [name, t] : safetensors::load_all(runs + "/demo-vision/final/model.safetensors")) pretrained[name] = t;
+    int vision = 0;
+    for (auto& [name, t] : safetensors::load_all(runs + "/demo/final/model.safetensors")) {
+      if (name.rfind("vision_model.", 0) != 0) continue;
+      INFO(name);
+      REQUIRE(pretrained.count(name) == 1);
+      CHECK(at::equal(t, pretrained.at(name)));
+      ++vision;
+    }
+    CHECK(vision > 10);
+  }
 
   // Training runs: checkpoints load, metrics are JSON lines, the two-rank run finished.
   check_model_dir(runs + "/demo/final");

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -300,12 +301,30 @@ TEST_CASE("pretrain-vision learns the demo's masks, writes a model train starts 
   CHECK(names.count("language_model.lm_head.weight") == 1);
   CHECK(names.count("multi_modal_projector.weight") == 1);
 
-  // train starts from it (model.weights) and trains.
+  // train starts from it (model.weights) with the encoder frozen, as demo.yaml does: the trained model's vision
+  // weights are the pretrained ones exactly, while its text weights moved.
   const std::string trained = dir + "/trained";
-  r = test::run_command(train_cmd(trained, "--set train.max_steps=3 --set model.weights=" + test::shell_quote(run + "/final")));
+  r = test::run_command(train_cmd(trained, "--set train.max_steps=3 --set train.freeze=[vision_tower] --set model.weights=" +
+                                               test::shell_quote(run + "/final")));
   INFO(r.output);
-  CHECK(r.exit_code == 0);
+  REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.output, Contains("trained: 3 steps"));
+  std::map<std::string, at::Tensor> pretrained;
+  for (auto& [name, t] : safetensors::load_all(run + "/final/model.safetensors")) pretrained[name] = t;
+  int vision_equal = 0, text_changed = 0;
+  for (auto& [name, t] : safetensors::load_all(trained + "/final/model.safetensors")) {
+    REQUIRE(pretrained.count(name) == 1);
+    const bool equal = at::equal(t, pretrained.at(name));
+    if (name.rfind("vision_model.", 0) == 0) {
+      INFO(name);
+      CHECK(equal);
+      vision_equal += equal;
+    } else if (name.rfind("language_model.", 0) == 0) {
+      text_changed += !equal;
+    }
+  }
+  CHECK(vision_equal > 10);
+  CHECK(text_changed > 10);
 
   // A finished run directory is not overwritten.
   r = test::run_command(cmd(demo + "/vision.jsonl", run, 60));

@@ -76,6 +76,26 @@ TEST_CASE("patch labels follow the image onto the processor's canvas and tiles",
   labels = train::patch_labels(mask_of(wide), two, 7, 2, 0.25, "wide.png", &tiles);
   CHECK(tiles == 2);
   CHECK(labels == std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1});
+  // Four tiles of a 2x2 canvas come in row-major order (a transposed order would swap 2 and 3).
+  vision::ImageProcessorConfig four = one_tile(14);
+  four.max_tiles = 4;
+  four.aspect_ratios = {{2, 2}};
+  cv::Mat quad(28, 28, CV_8UC1, cv::Scalar(0));
+  quad(cv::Rect(0, 0, 14, 14)).setTo(1);
+  quad(cv::Rect(14, 0, 14, 14)).setTo(2);
+  quad(cv::Rect(0, 14, 14, 14)).setTo(3);
+  quad(cv::Rect(14, 14, 14, 14)).setTo(4);
+  labels = train::patch_labels(mask_of(quad), four, 14, 5, 0.25, "quad.png", &tiles);
+  CHECK(tiles == 4);
+  CHECK(labels == std::vector<int64_t>{1, 2, 3, 4});
+  // Nearest neighbour samples pixel centres, as Pillow does: 42 -> 28 px reads source columns 0, 2, 3, 5, ...
+  // (floor((x + 0.5) * 1.5)), so a one-pixel line in column 1 vanishes and one in column 2 stays.
+  for (const auto& [column, expected] : std::vector<std::pair<int, std::vector<int64_t>>>{{1, {0, 0, 0, 0}}, {2, {1, 0, 1, 0}}}) {
+    cv::Mat line(42, 42, CV_8UC1, cv::Scalar(0));
+    line.col(column).setTo(1);
+    INFO("line in column " << column);
+    CHECK(train::patch_labels(mask_of(line), one_tile(28), 14, 2, 0.01, "line.png", &tiles) == expected);
+  }
   // A 56-px mask shrinks onto the 28-px tile with nearest neighbour: class 1 on its left half stays left.
   cv::Mat big(56, 56, CV_8UC1, cv::Scalar(0));
   big(cv::Rect(0, 0, 28, 56)).setTo(1);
