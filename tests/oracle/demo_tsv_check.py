@@ -85,6 +85,12 @@ def check(root):
                     err(f"{name} {r['index']}: answer {r['answer']!r} is not one of the options {opts}")
                 if len(set(r[c] for c in opts)) != len(opts):
                     err(f"{name} {r['index']}: repeated option texts")
+                # The demo model answers with the right option's text; VLMEvalKit's can_infer_text maps it back
+                # only when no other option's text is inside it.
+                said = r[r["answer"]].lower()
+                inside = [c for c in opts if r[c].lower() in said]
+                if inside != [r["answer"]]:
+                    err(f"{name} {r['index']}: the answer's text {said!r} contains options {inside}")
             if df["index"].dtype.kind != "i":
                 err(f"{name}: pandas does not read index as integers")
         if name == "MMBench_DEV_EN_V11":

@@ -205,16 +205,43 @@ TEST_CASE("demo answers are balanced within every question kind", "[data][demo]"
   data::make_demo_data(o);
   // kind -> conclusion -> count, over first answers (what the question asked).
   std::map<std::string, std::map<std::string, int>> tally;
-  std::map<std::string, int> letters;
+  // Multiple-choice answers conclude with the right option's text (VLMEvalKit matches it back to the letter):
+  // the letter of that option, over the ImageMCQDataset prompts.
+  std::map<char, int> letters;
+  const std::regex option_line(R"(\n([A-D])\. ([^\n]*))");
+  int64_t shapes_max = 0, mcq = 0, hinted = 0;
+  const std::regex shapes_count(R"(The image shows (\d+) shape)");
   for (const auto& rec : read_records(o.out + "/train.jsonl")) {
     const std::string kind = rec.at("kind").get<std::string>();
     const std::string prompt = rec.at("conversations")[0].at("value").get<std::string>();
-    const std::string conclusion = stage(rec.at("conversations")[1].at("value").get<std::string>(), "CONCLUSION");
-    if (conclusion.size() == 1 && conclusion[0] >= 'A' && conclusion[0] <= 'D' && prompt.find("Options:") != std::string::npos)
-      ++letters[conclusion];
-    else if (prompt.find("Options:") == std::string::npos && prompt.find("Choices:") == std::string::npos)
+    const std::string answer = rec.at("conversations")[1].at("value").get<std::string>();
+    const std::string conclusion = stage(answer, "CONCLUSION");
+    std::smatch m;
+    if (std::regex_search(answer, m, shapes_count)) shapes_max = std::max<int64_t>(shapes_max, std::stoll(m[1].str()));
+    if (prompt.find("Options:") != std::string::npos) {
+      std::vector<char> matching;
+      int options = 0;
+      for (auto it = std::sregex_iterator(prompt.begin(), prompt.end(), option_line); it != std::sregex_iterator(); ++it) {
+        ++options;
+        std::string text = (*it)[2].str();
+        if (!text.empty()) text[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[0])));
+        if (text == conclusion) matching.push_back((*it)[1].str()[0]);
+      }
+      INFO(prompt << "\n" << conclusion);
+      REQUIRE(matching.size() == 1);  // exactly one option is the answer
+      CHECK((options == 3 || options == 4));
+      if (options == 4) ++letters[matching[0]];
+      hinted += prompt.find("Hint: ") != std::string::npos;
+      ++mcq;
+    } else if (prompt.find("Choices:") == std::string::npos) {
       ++tally[kind][conclusion];
+    }
   }
+  // No shapes scene holds more than five shapes, and some hold five.
+  CHECK(shapes_max == 5);
+  // About half of the multiple-choice prompts have MMBench's hint line.
+  REQUIRE(mcq > 200);
+  CHECK(std::abs(static_cast<double>(hinted) / mcq - 0.5) < 0.1);
   // Yes/no kinds and the verification verdicts: each side between 40% and 60%.
   for (const std::string kind : {"exists", "compare", "position", "chart_compare"}) {
     INFO(kind);
@@ -227,7 +254,7 @@ TEST_CASE("demo answers are balanced within every question kind", "[data][demo]"
   const double ok = tally["verify"]["correct"], bad = tally["verify"]["incorrect"];
   CHECK(ok / (ok + bad) > 0.4);
   CHECK(ok / (ok + bad) < 0.6);
-  // Option letters of multiple-choice answers: each 25% +- 5%.
+  // The right option's letter: each 25% +- 5%.
   int all = 0;
   for (const auto& [l, n] : letters) all += n;
   REQUIRE(letters.size() == 4);
@@ -235,9 +262,9 @@ TEST_CASE("demo answers are balanced within every question kind", "[data][demo]"
     INFO(l << " " << n << " of " << all);
     CHECK(std::abs(static_cast<double>(n) / all - 0.25) < 0.05);
   }
-  // Counts drawn uniformly: for count_colour (0..4) and chart_value (1..9), every value appears and the most
-  // frequent is at most three times the least frequent.
-  for (const auto& [kind, values] : std::map<std::string, int>{{"count_colour", 5}, {"count_total", 6}, {"chart_value", 9}}) {
+  // Counts drawn uniformly: for count_colour (0..4), count_total (1..5) and chart_value (1..9), every value appears
+  // and the most frequent is at most three times the least frequent.
+  for (const auto& [kind, values] : std::map<std::string, int>{{"count_colour", 5}, {"count_total", 5}, {"chart_value", 9}}) {
     INFO(kind);
     CHECK(static_cast<int>(tally[kind].size()) == values);
     int lo = 1 << 30, hi = 0;
