@@ -140,7 +140,9 @@ TEST_CASE("Meta's row masking zeroes the cross-attention of rows that see no ima
   m->runtime.row_masking = model::RowMasking::kMeta;
   auto meta = m->forward(in).logits.narrow(1, 0, 5);
   auto plain = m->forward(text_only).logits;
-  CHECK(test::max_abs_diff(meta, plain) < 1e-5);  // Meta: rows before the image equal a text-only prompt
+  // Meta: rows before the image equal a text-only prompt, up to fp32 rounding (GEMM blocking differs with the
+  // sequence length: 1.1e-5 seen on an AVX2-only CPU), far below the Hugging Face rows' difference.
+  CHECK(test::max_abs_diff(meta, plain) < 1e-4);
   CHECK(test::max_abs_diff(hf, plain) > 1e-3);    // Hugging Face: they average the vision tokens
 }
 
