@@ -201,6 +201,7 @@ Problems VisionPretrainConfig::validate() const {
   Problems p;
   if (num_classes != 0) check_range(p, "num_classes", static_cast<double>(num_classes), 2, 256);
   check_range(p, "min_cover", min_cover, 0, 1, /*lo_open=*/true);
+  check_range(p, "sub_grid", static_cast<double>(sub_grid), 1, 64);
   check_range(p, "init_std", init_std, 0, 1);
   return p;
 }

@@ -1006,11 +1006,11 @@ TrainItem train_item(const DemoOptions& o, int64_t index) {
                                      reasoning, correct ? "correct" : "incorrect")}});
     item.kind = "verify";
   } else {
-    // Multiple-choice prompts as MMBench's too: half with a hint line, a quarter with three options.
+    // Multiple-choice prompts as MMBench's too: some with a hint line, some with three options.
     const Style style = rng.pick(styles_for(q.form));
     const bool mcq = style == Style::kMcq;
-    const std::string hint = mcq && rng.chance(0.5) ? mmbench_hint(q.scene.type) : "";
-    const Rendered r = render(q, style, rng, hint, mcq && rng.chance(0.25) ? 3 : 4);
+    const std::string hint = mcq && rng.chance(o.hint_fraction) ? mmbench_hint(q.scene.type) : "";
+    const Rendered r = render(q, style, rng, hint, mcq && rng.chance(o.three_option_fraction) ? 3 : 4);
     const bool image_first = rng.chance(0.5);
     conv.push_back({{"from", "human"}, {"value", image_first ? "<image>\n" + r.prompt : r.prompt}});
     conv.push_back({{"from", "gpt"}, {"value", r.answer}});
@@ -1309,8 +1309,9 @@ DemoSummary make_demo_data(const DemoOptions& o) {
   LLAVACOT_CHECK(o.train >= 1 && o.bench >= 1, UsageError, "--train and --bench must be at least 1");
   LLAVACOT_CHECK(o.image_size >= 56 && o.image_size <= 2048, UsageError, "--image-size must be in [56, 2048], got ",
                  o.image_size);
-  LLAVACOT_CHECK(o.verify_fraction >= 0 && o.verify_fraction <= 1 && o.multi_turn_fraction >= 0 && o.multi_turn_fraction <= 1,
-                 UsageError, "fractions must be in [0, 1]");
+  for (const auto& [name, v] : {std::pair{"--verify-fraction", o.verify_fraction}, {"--multi-turn-fraction", o.multi_turn_fraction},
+                                {"--hint-fraction", o.hint_fraction}, {"--three-option-fraction", o.three_option_fraction}})
+    LLAVACOT_CHECK(v >= 0 && v <= 1, UsageError, name, " must be in [0, 1], got ", v);
   const auto start = std::chrono::steady_clock::now();
   std::string out = o.out;
   while (out.size() > 1 && out.back() == '/') out.pop_back();
@@ -1383,7 +1384,8 @@ DemoSummary make_demo_data(const DemoOptions& o) {
   manifest["tokenizer"] = {{"file", "tokenizer.json"}, {"vocab_size", o.vocab_size}, {"image_token_id", o.vocab_size}};
   manifest["train"] = {{"file", "train.jsonl"},          {"image_root", "images"},
                        {"records", sum.train_records},   {"verification", sum.verification_records},
-                       {"multi_turn", sum.multi_turn_records}, {"kinds", sum.kinds}};
+                       {"multi_turn", sum.multi_turn_records}, {"kinds", sum.kinds},
+                       {"hint_fraction", o.hint_fraction},  {"three_option_fraction", o.three_option_fraction}};
   manifest["vision"] = {{"file", "vision.jsonl"}, {"mask_root", "masks"}, {"classes", demo_mask_classes()}};
   manifest["bench"] = sum.bench_rows;
   write_bytes(tmp + "/manifest.json", manifest.dump(2) + "\n");

@@ -82,11 +82,14 @@ Mask decode_mask(const std::string& bytes, const std::string& source) {
 }
 
 std::vector<int64_t> patch_labels(const Mask& mask, const vision::ImageProcessorConfig& processor, int64_t patch_size,
-                                  int64_t num_classes, double min_cover, const std::string& source, int64_t* tiles) {
+                                  int64_t num_classes, double min_cover, const std::string& source, int64_t* tiles,
+                                  int64_t sub_grid) {
   const int64_t h = mask.height, w = mask.width, tile = processor.tile_size;
   LLAVACOT_CHECK(h > 0 && w > 0 && static_cast<int64_t>(mask.data.size()) == h * w, FormatError, source, ": empty mask");
   LLAVACOT_CHECK(patch_size > 0 && tile % patch_size == 0, UsageError, "patch size ", patch_size, " does not divide the tile size ",
                  tile);
+  LLAVACOT_CHECK(sub_grid >= 1 && patch_size % sub_grid == 0, UsageError, "sub-grid ", sub_grid, " does not divide the patch size ",
+                 patch_size);
   for (size_t i = 0; i < mask.data.size(); ++i)
     LLAVACOT_CHECK(mask.data[i] < num_classes, FormatError, source, ": pixel (x ", static_cast<int64_t>(i) % w, ", y ",
                    static_cast<int64_t>(i) / w, ") has class ", static_cast<int>(mask.data[i]), " but vision_pretrain.num_classes is ",
@@ -99,25 +102,31 @@ std::vector<int64_t> patch_labels(const Mask& mask, const vision::ImageProcessor
   std::vector<int64_t> src_y(static_cast<size_t>(rh)), src_x(static_cast<size_t>(rw));
   for (int64_t y = 0; y < rh; ++y) src_y[static_cast<size_t>(y)] = std::min(h - 1, (2 * y + 1) * h / (2 * rh));
   for (int64_t x = 0; x < rw; ++x) src_x[static_cast<size_t>(x)] = std::min(w - 1, (2 * x + 1) * w / (2 * rw));
-  std::vector<int64_t> labels(static_cast<size_t>(tiles_h * tiles_w * grid * grid), -100);
+  // Each patch is cut into sub_grid x sub_grid cells, labelled row by row after the patch's place.
+  const int64_t cell = patch_size / sub_grid, cells = sub_grid * sub_grid;
+  std::vector<int64_t> labels(static_cast<size_t>(tiles_h * tiles_w * grid * grid * cells), -100);
   std::vector<int64_t> counts(static_cast<size_t>(num_classes));
   for (int64_t ty = 0; ty < tiles_h; ++ty)
     for (int64_t tx = 0; tx < tiles_w; ++tx)
       for (int64_t py = 0; py < grid; ++py)
-        for (int64_t px = 0; px < grid; ++px) {
-          std::fill(counts.begin(), counts.end(), 0);
-          int64_t inside = 0;
-          const int64_t y0 = ty * tile + py * patch_size, x0 = tx * tile + px * patch_size;
-          for (int64_t y = y0; y < std::min(y0 + patch_size, rh); ++y)
-            for (int64_t x = x0; x < std::min(x0 + patch_size, rw); ++x) {
-              ++counts[mask.data[static_cast<size_t>(src_y[static_cast<size_t>(y)] * w + src_x[static_cast<size_t>(x)])]];
-              ++inside;
+        for (int64_t px = 0; px < grid; ++px)
+          for (int64_t cy = 0; cy < sub_grid; ++cy)
+            for (int64_t cx = 0; cx < sub_grid; ++cx) {
+              std::fill(counts.begin(), counts.end(), 0);
+              int64_t inside = 0;
+              const int64_t y0 = ty * tile + py * patch_size + cy * cell, x0 = tx * tile + px * patch_size + cx * cell;
+              for (int64_t y = y0; y < std::min(y0 + cell, rh); ++y)
+                for (int64_t x = x0; x < std::min(x0 + cell, rw); ++x) {
+                  ++counts[mask.data[static_cast<size_t>(src_y[static_cast<size_t>(y)] * w + src_x[static_cast<size_t>(x)])]];
+                  ++inside;
+                }
+              if (2 * inside < cell * cell) continue;  // mostly padding: no label
+              const auto best = std::max_element(counts.begin() + 1, counts.end());
+              const bool object =
+                  best != counts.end() && *best > 0 && static_cast<double>(*best) >= min_cover * static_cast<double>(inside);
+              labels[static_cast<size_t>((((ty * tiles_w + tx) * grid + py) * grid + px) * cells + cy * sub_grid + cx)] =
+                  object ? best - counts.begin() : 0;
             }
-          if (2 * inside < patch_size * patch_size) continue;  // mostly padding: no label
-          const auto best = std::max_element(counts.begin() + 1, counts.end());
-          const bool object = best != counts.end() && *best > 0 && static_cast<double>(*best) >= min_cover * static_cast<double>(inside);
-          labels[static_cast<size_t>(((ty * tiles_w + tx) * grid + py) * grid + px)] = object ? best - counts.begin() : 0;
-        }
   return labels;
 }
 
@@ -161,8 +170,11 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
     processor_config.max_canvas_tiles = cfg.data.max_image_tiles;
   const vision::ImageProcessor processor(processor_config);
   const int64_t max_tiles = shapes.vision.max_num_tiles, grid = shapes.vision.image_size / shapes.vision.patch_size;
-  const int64_t patches = grid * grid, batch = tc.batch_size, classes = vp.num_classes;
-  LOG_INFO("pretrain", vp.file, ": ", pairs.size(), " image/mask pairs, ", classes, " classes; ", tc.max_steps, " steps of ", batch);
+  const int64_t patches = grid * grid, batch = tc.batch_size, classes = vp.num_classes, sub = vp.sub_grid, cells = sub * sub;
+  LLAVACOT_CHECK(sub >= 1 && shapes.vision.patch_size % sub == 0, ConfigError, "vision_pretrain.sub_grid ", sub,
+                 " must divide the patch size ", shapes.vision.patch_size);
+  LOG_INFO("pretrain", vp.file, ": ", pairs.size(), " image/mask pairs, ", classes, " classes",
+           sub > 1 ? str_cat(", ", sub, "x", sub, " cells a patch") : std::string(), "; ", tc.max_steps, " steps of ", batch);
 
   // ---- the model: vision weights freshly drawn with their own std (unless loaded), everything else frozen
   ModelConfig mc = cfg.model;
@@ -188,7 +200,7 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
       if (!keep) p.copy_(torch::empty(p.sizes(), torch::kFloat32).normal_(0.0, init_std, gen));
     }
   }
-  torch::nn::Linear head(torch::nn::LinearOptions(shapes.vision.vision_output_dim, classes));
+  torch::nn::Linear head(torch::nn::LinearOptions(shapes.vision.vision_output_dim, classes * cells));
   head->to(device);
   named.emplace_back("head.weight", head->weight);
   named.emplace_back("head.bias", head->bias);
@@ -199,7 +211,7 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
   const LrSchedule schedule{tc.schedule, tc.lr, tc.warmup_steps, tc.max_steps, steps_per_epoch, tc.step_gamma};
   LOG_INFO("pretrain", "vision encoder of ", cfg.model.preset, ": ", named.size() - 2, " tensors",
            cfg.model.weights.empty() ? str_cat(", fresh init std ", init_std) : str_cat(", from ", cfg.model.weights),
-           "; head ", shapes.vision.vision_output_dim, " -> ", classes);
+           "; head ", shapes.vision.vision_output_dim, " -> ", classes * cells);
 
   // ---- the loop: pairs in a shuffled order, a new order each pass (Fisher-Yates on mt19937_64's raw output,
   // which the standard fixes exactly, so the order is the same with every standard library)
@@ -218,7 +230,7 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
   const auto start = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < tc.max_steps; ++step) {
     std::vector<std::vector<vision::Image>> images;
-    auto labels = torch::full({batch, max_tiles, patches}, -100, torch::kInt64);
+    auto labels = torch::full({batch, max_tiles, patches * cells}, -100, torch::kInt64);
     auto* lab = labels.data_ptr<int64_t>();
     for (int64_t b = 0; b < batch; ++b) {
       if (cursor == order.size()) {
@@ -232,8 +244,8 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
       LLAVACOT_CHECK(mask.height == img.height && mask.width == img.width, FormatError, pair.mask, ": mask is ", mask.width, "x",
                      mask.height, " but its image ", pair.image, " is ", img.width, "x", img.height);
       int64_t tiles = 0;
-      const auto l = patch_labels(mask, processor.config(), shapes.vision.patch_size, classes, vp.min_cover, pair.mask, &tiles);
-      std::copy(l.begin(), l.end(), lab + b * max_tiles * patches);
+      const auto l = patch_labels(mask, processor.config(), shapes.vision.patch_size, classes, vp.min_cover, pair.mask, &tiles, sub);
+      std::copy(l.begin(), l.end(), lab + b * max_tiles * patches * cells);
     }
     if (!labels.ge(0).any().item<bool>()) {  // only padding patches (extreme aspect ratios): nothing to learn
       LOG_WARN("pretrain", "step ", step + 1, ": no labelled patch in the batch, skipped");
@@ -243,8 +255,8 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
     processor.process_batch(images, pixel_values, ar_ids, ar_mask);
     labels = labels.to(device);
     const auto features = model->vision_features(pixel_values.to(device), ar_ids.to(device), ar_mask.to(device));
-    // [B, 1, T, P + 1, D]: drop the class token, one logit row per patch
-    const auto logits = head->forward(features.select(1, 0).narrow(2, 1, patches));
+    // [B, 1, T, P + 1, D]: drop the class token; one logit row per cell of each patch
+    const auto logits = head->forward(features.select(1, 0).narrow(2, 1, patches)).reshape({batch, max_tiles, patches * cells, classes});
     const auto loss = torch::nn::functional::cross_entropy(
         logits.reshape({-1, classes}), labels.reshape({-1}), torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
     loss.backward();

@@ -21,6 +21,7 @@
 #include "support/support.h"
 
 using namespace llavacot;
+using Catch::Matchers::Contains;
 namespace stdfs = std::filesystem;
 
 namespace {
@@ -274,6 +275,39 @@ TEST_CASE("demo answers are balanced within every question kind", "[data][demo]"
     }
     CHECK(hi <= 3 * lo);
   }
+}
+
+TEST_CASE("the hint and three-option shares of the multiple-choice prompts follow their options", "[data][demo]") {
+  const std::string dir = test::fresh_dir("demo_prompt_shares");
+  const std::regex option_line(R"(\n[A-D]\. )");
+  for (const auto& [hint, three] : std::vector<std::pair<double, double>>{{0.0, 1.0}, {1.0, 0.0}}) {
+    INFO("hint_fraction " << hint << ", three_option_fraction " << three);
+    auto o = small(dir + (hint > 0 ? "/hints" : "/three"), 5, 600, 4);
+    o.hint_fraction = hint;
+    o.three_option_fraction = three;
+    data::make_demo_data(o);
+    int64_t mcq = 0, hinted = 0, three_options = 0;
+    for (const auto& rec : read_records(o.out + "/train.jsonl")) {
+      const std::string prompt = rec.at("conversations")[0].at("value").get<std::string>();
+      if (prompt.find("Options:") == std::string::npos) continue;
+      ++mcq;
+      hinted += prompt.find("Hint: ") != std::string::npos;
+      three_options += std::distance(std::sregex_iterator(prompt.begin(), prompt.end(), option_line), std::sregex_iterator()) == 3;
+    }
+    REQUIRE(mcq > 30);
+    CHECK(hinted == static_cast<int64_t>(hint) * mcq);
+    CHECK(three_options == static_cast<int64_t>(three) * mcq);
+    const auto manifest = nlohmann::json::parse(fs::read_file(o.out + "/manifest.json"));
+    CHECK(manifest.at("train").at("hint_fraction").get<double>() == hint);
+    CHECK(manifest.at("train").at("three_option_fraction").get<double>() == three);
+  }
+  auto o = small(dir + "/bad", 0);
+  o.hint_fraction = 1.5;
+  CHECK_THROWS_WITH(data::make_demo_data(o), Contains("--hint-fraction") && Contains("1.5"));
+  o.hint_fraction = 0.5;
+  o.three_option_fraction = -0.1;
+  CHECK_THROWS_WITH(data::make_demo_data(o), Contains("--three-option-fraction"));
+  CHECK(!stdfs::exists(dir + "/bad"));
 }
 
 TEST_CASE("demo options are checked", "[data][demo]") {

@@ -59,6 +59,29 @@ TEST_CASE("patch labels: the most common object class when it covers enough of t
   CHECK(labels[15] == 0);
 }
 
+TEST_CASE("patch labels on a sub-grid: each patch's cells, row by row after the patch", "[train][vision_pretrain]") {
+  cv::Mat m(28, 28, CV_8UC1, cv::Scalar(0));
+  m(cv::Rect(0, 0, 14, 14)).setTo(3);   // top-left patch: all 3
+  m(cv::Rect(14, 0, 7, 7)).setTo(5);    // top-right patch: only its top-left cell is 5
+  m(cv::Rect(21, 21, 7, 7)).setTo(2);   // bottom-right patch: only its bottom-right cell is 2
+  int64_t tiles = 0;
+  const auto cells = train::patch_labels(mask_of(m), one_tile(28), 14, 6, 0.25, "m.png", &tiles, 2);
+  CHECK(tiles == 1);
+  CHECK(cells == std::vector<int64_t>{3, 3, 3, 3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2});
+  // The same cells as 7-px patches, in patch-major order instead of row-major.
+  const auto fine = train::patch_labels(mask_of(m), one_tile(28), 7, 6, 0.25, "m.png", &tiles);
+  REQUIRE(fine.size() == 16);
+  for (int64_t py = 0; py < 2; ++py)
+    for (int64_t px = 0; px < 2; ++px)
+      for (int64_t cy = 0; cy < 2; ++cy)
+        for (int64_t cx = 0; cx < 2; ++cx)
+          CHECK(cells[static_cast<size_t>((py * 2 + px) * 4 + cy * 2 + cx)] == fine[static_cast<size_t>((py * 2 + cy) * 4 + px * 2 + cx)]);
+  // A sub-grid of 1 is the plain patch labels; one that does not divide the patch is refused.
+  CHECK(train::patch_labels(mask_of(m), one_tile(28), 14, 6, 0.25, "m.png", &tiles, 1) ==
+        train::patch_labels(mask_of(m), one_tile(28), 14, 6, 0.25, "m.png", &tiles));
+  CHECK_THROWS_AS(train::patch_labels(mask_of(m), one_tile(28), 14, 6, 0.25, "m.png", &tiles, 3), UsageError);
+}
+
 TEST_CASE("patch labels follow the image onto the processor's canvas and tiles", "[train][vision_pretrain]") {
   // A 28 x 14 (h x w) mask on one 28-px tile: resized to 28 x 14 and padded on the right, so the right column
   // of patches is padding and carries no label.

@@ -299,6 +299,7 @@ struct VisionPretrainConfig {
   std::string file;
   int64_t num_classes = 0;
   double min_cover = 0.25;
+  int64_t sub_grid = 1;
   double init_std = 0.0;
 
   template <class V>
@@ -306,6 +307,8 @@ struct VisionPretrainConfig {
     v.field("file", file, "JSONL of {\"image\": PATH, \"mask\": PATH} pairs, paths relative to the file (make-demo-data writes vision.jsonl)");
     v.field("num_classes", num_classes, "mask classes: pixel values 0 (background) .. num_classes - 1");
     v.field("min_cover", min_cover, "a patch takes its most common object class when that covers this share of it, else background");
+    v.field("sub_grid", sub_grid,
+            "label S x S cells of each patch (S divides the patch size), so a patch's features must say where inside it things are");
     v.field("init_std", init_std, "std of the vision weights' fresh init (0 = the vision config's initializer_range)");
   }
   std::vector<std::string> validate() const;

@@ -42,8 +42,11 @@ Mask decode_mask(const std::string& bytes, const std::string& source);
 /// its most common non-background class when that covers at least `min_cover` of the patch's image pixels,
 /// otherwise 0 (background); a patch that is mostly canvas padding gets -100 (ignored). FormatError naming
 /// `source` for a pixel value >= num_classes.
+/// With `sub_grid` S > 1 each patch is cut into S x S cells of patch_size / S pixels, and each cell is labelled
+/// by the same rule: [tiles, patches * S * S], a patch's cells row by row after its place.
 std::vector<int64_t> patch_labels(const Mask& mask, const vision::ImageProcessorConfig& processor, int64_t patch_size,
-                                  int64_t num_classes, double min_cover, const std::string& source, int64_t* tiles);
+                                  int64_t num_classes, double min_cover, const std::string& source, int64_t* tiles,
+                                  int64_t sub_grid = 1);
 
 struct VisionPretrainSummary {
   int64_t steps = 0;
