@@ -18,7 +18,7 @@ void register_make_demo_data(CLI::App& app) {
   cmd->add_option("--image-size", a->image_size, "image side in pixels (default 112)");
   cmd->add_option("--verify-fraction", a->verify_fraction, "share of verification records (default 0.15)");
   cmd->add_option("--multi-turn-fraction", a->multi_turn_fraction, "share of two-question records (default 0.1)");
-  cmd->add_option("--hint-fraction", a->hint_fraction, "share of multiple-choice training prompts with a hint line (default 0.5)");
+  cmd->add_option("--hint-fraction", a->hint_fraction, "share of multiple-choice training prompts with a hint line (default 0)");
   cmd->add_option("--three-option-fraction", a->three_option_fraction,
                   "share of multiple-choice training prompts with three options (default 0.25)");
   cmd->add_option("--vocab-size", a->vocab_size, "demo tokenizer size below <|image|> (default 512, the tiny preset's)");

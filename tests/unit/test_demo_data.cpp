@@ -203,6 +203,7 @@ TEST_CASE("demo answers are balanced within every question kind", "[data][demo]"
   const std::string dir = test::fresh_dir("demo_balance");
   auto o = small(dir + "/demo", 11, 5000, 4);
   o.multi_turn_fraction = 0;
+  o.hint_fraction = 0.5;
   data::make_demo_data(o);
   // kind -> conclusion -> count, over first answers (what the question asked).
   std::map<std::string, std::map<std::string, int>> tally;
@@ -240,7 +241,7 @@ TEST_CASE("demo answers are balanced within every question kind", "[data][demo]"
   }
   // No shapes scene holds more than five shapes, and some hold five.
   CHECK(shapes_max == 5);
-  // About half of the multiple-choice prompts have MMBench's hint line.
+  // About half of the multiple-choice prompts have MMBench's hint line, as asked.
   REQUIRE(mcq > 200);
   CHECK(std::abs(static_cast<double>(hinted) / mcq - 0.5) < 0.1);
   // Yes/no kinds and the verification verdicts: each side between 40% and 60%.

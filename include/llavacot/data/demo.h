@@ -20,7 +20,7 @@ struct DemoOptions {
   int64_t image_size = 112;       // square images, pixels (>= 56)
   double verify_fraction = 0.15;  // share of training records that are verification turns
   double multi_turn_fraction = 0.1;  // share of question records with a second question about the same image
-  double hint_fraction = 0.5;        // share of multiple-choice training prompts with MMBench's hint line
+  double hint_fraction = 0.0;        // share of multiple-choice training prompts with MMBench's hint line
   double three_option_fraction = 0.25;  // share of multiple-choice training prompts with three options, not four
   int64_t vocab_size = 512;       // the demo tokenizer's size below <|image|> (the tiny preset's vocab_size)
   int64_t threads = 2;
