@@ -416,8 +416,18 @@ bool derive(Qa& q, Rng& rng) {
     const std::string name = str_cat(kColourNames[static_cast<size_t>(p.c1)], " ", kShapeNames[static_cast<size_t>(p.s1)]);
     q.question = str_cat("Is there a ", name, " in the image?");
     q.summary = str_cat("I will look for a ", name, " among the shapes.");
-    q.reasoning = there ? str_cat("The shapes include a ", name, ", so the answer is yes.")
-                        : str_cat("None of the shapes is a ", name, ", so the answer is no.");
+    // Colour first, as count_colour does, then the shape within that short list: each step compares one word.
+    const char* c = kColourNames[static_cast<size_t>(p.c1)];
+    const char* shape = kShapeNames[static_cast<size_t>(p.s1)];
+    std::vector<std::string> same_colour;
+    for (const auto& o : s.objs)
+      if (o.colour == p.c1) same_colour.push_back(the(o));
+    if (same_colour.empty())
+      q.reasoning = str_cat("None of the shapes is ", c, ", so there is no ", name, " and the answer is no.");
+    else
+      q.reasoning = str_cat("The ", c, " shapes are ", join_list(same_colour), ". ",
+                            there ? str_cat("One of them is a ", shape, ", so the answer is yes.")
+                                  : str_cat("None of them is a ", shape, ", so the answer is no."));
     q.answer = yes_no(there);
   } else if (q.kind == "compare") {
     const int n1 = count(s, p.c1), n2 = count(s, p.c2);

@@ -9,6 +9,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "llavacot/data/demo.h"
@@ -197,6 +198,54 @@ TEST_CASE("demo records pass our validator, and their images and captions agree"
   CHECK(shapes_checked > 100);
   CHECK(charts_checked > 40);
   CHECK(kinds.size() == data::demo_question_kinds().size() + 1);  // every kind, and "verify"
+}
+
+TEST_CASE("the exists REASONING lists the caption's shapes of the asked colour, then finds the asked shape", "[data][demo]") {
+  const std::string dir = test::fresh_dir("demo_exists");
+  const auto o = small(dir + "/demo", 5, 600);
+  data::make_demo_data(o);
+  data::ReaderOptions ro;
+  ro.image_root = o.out + "/images";
+  data::LlavaCotReader reader(o.out + "/train.jsonl", ro);
+  const auto raw = read_records(o.out + "/train.jsonl");
+  const std::regex asked("Is there a (red|blue|green|yellow) (circle|square|triangle) in the image\\?");
+  const std::regex item("(red|blue|green|yellow) (circle|square|triangle)");
+  int checked = 0, none_of_colour = 0;
+  for (size_t i = 0; i < reader.size(); ++i) {
+    if (raw[i].at("kind").get<std::string>() != "exists") continue;
+    const data::Record r = reader.get(i);
+    INFO(r.id);
+    std::smatch q;
+    REQUIRE(std::regex_search(r.turns[0].value, q, asked));
+    const std::string colour = q[1].str(), shape = q[2].str();
+    const std::string caption = stage(r.turns[1].value, "CAPTION"), reasoning = stage(r.turns[1].value, "REASONING");
+    std::multiset<std::string> in_caption, in_reasoning;
+    for (auto it = std::sregex_iterator(caption.begin(), caption.end(), item); it != std::sregex_iterator(); ++it)
+      if ((*it)[1].str() == colour) in_caption.insert((*it)[2].str());
+    const bool yes = in_caption.count(shape) > 0;
+    std::string conclusion = stage(r.turns[1].value, "CONCLUSION");
+    for (char& ch : conclusion) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    CHECK(conclusion == (yes ? "yes" : "no"));
+    if (in_caption.empty()) {
+      CHECK(reasoning == "None of the shapes is " + colour + ", so there is no " + colour + " " + shape +
+                             " and the answer is no.");
+      ++none_of_colour;
+    } else {
+      const std::string head = "The " + colour + " shapes are ";
+      REQUIRE(reasoning.rfind(head, 0) == 0);
+      const std::string list = reasoning.substr(head.size(), reasoning.find(". ") - head.size());
+      for (auto it = std::sregex_iterator(list.begin(), list.end(), item); it != std::sregex_iterator(); ++it) {
+        CHECK((*it)[1].str() == colour);
+        in_reasoning.insert((*it)[2].str());
+      }
+      CHECK(in_reasoning == in_caption);
+      CHECK_THAT(reasoning, Contains(yes ? "One of them is a " + shape + ", so the answer is yes."
+                                         : "None of them is a " + shape + ", so the answer is no."));
+    }
+    ++checked;
+  }
+  CHECK(checked > 20);
+  CHECK(none_of_colour > 0);
 }
 
 TEST_CASE("demo answers are balanced within every question kind", "[data][demo]") {
