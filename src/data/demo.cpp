@@ -413,12 +413,12 @@ bool derive(Qa& q, Rng& rng) {
     q.distractors = number_distractors(rng, n, 1, kMaxObjects);
   } else if (q.kind == "exists") {
     const bool there = count(s, p.c1, p.s1) > 0;
-    const std::string name = str_cat(kColourNames[static_cast<size_t>(p.c1)], " ", kShapeNames[static_cast<size_t>(p.s1)]);
+    const char* c = kColourNames[static_cast<size_t>(p.c1)];
+    const char* shape = kShapeNames[static_cast<size_t>(p.s1)];
+    const std::string name = str_cat(c, " ", shape);
     q.question = str_cat("Is there a ", name, " in the image?");
     q.summary = str_cat("I will look for a ", name, " among the shapes.");
     // Colour first, as count_colour does, then the shape within that short list: each step compares one word.
-    const char* c = kColourNames[static_cast<size_t>(p.c1)];
-    const char* shape = kShapeNames[static_cast<size_t>(p.s1)];
     std::vector<std::string> same_colour;
     for (const auto& o : s.objs)
       if (o.colour == p.c1) same_colour.push_back(the(o));
