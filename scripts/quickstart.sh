@@ -99,31 +99,37 @@ echo "question about $image: How many shapes are there?"
   --prompt "How many shapes are there?" --set decode.max_new_tokens="$MAX_NEW"
 
 # Evaluation on the six demo benchmarks: greedy, SWIRES, and greedy with every image blanked (the ablation that
-# shows the model reads the image). Then the greedy predictions are scored again with the demo model as a local
-# judge (nothing is decoded twice), which also gives MM-Vet a score; a real run would use judge-openai.yaml.
+# shows the model reads the image), and the greedy predictions scored with a local judge.
 step "8/9 evaluate ($LIMIT questions per benchmark): greedy, SWIRES, blank images"
 files=(--config configs/eval/demo.yaml --model "$model" --set eval.limit="$LIMIT" --set decode.max_new_tokens="$MAX_NEW")
 for b in MMStar:mmstar MMBench_DEV_EN_V11:mmbench MMVet:mmvet MathVista_MINI:mathvista AI2D_TEST:ai2d HallusionBench:hallusionbench; do
   files+=(--set "eval.files.${b#*:}=$DATA/bench/${b%%:*}.tsv")
 done
 # Decoding a model this small is bound by per-operation overhead, not arithmetic: one thread decodes faster than
-# two (docs/benchmarks.md), so two evaluations run side by side, one thread each, their lines tagged.
+# two (docs/benchmarks.md), so the evaluations run in two streams side by side, one thread each, their lines
+# tagged. Greedy answers are decoded 32 questions a batch (configs/eval/demo.yaml), so one stream does greedy,
+# blank images and the judged re-scoring while the other does SWIRES, which searches one question at a time.
 tagged() {  # tagged TAG CMD...: runs CMD with its output lines prefixed by [TAG]
   local tag=$1; shift
   "$@" 2>&1 | sed -u "s/^/[$tag] /"
 }
-(tagged greedy "$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set run.threads=1 \
-   --set "run.output_dir=$RUNS/demo-eval" &&
- tagged blank "$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set run.threads=1 \
-   --set "run.output_dir=$RUNS/demo-eval-blank" --set eval.image_ablation=blank) &
+greedy_stream() {
+  tagged greedy "$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set run.threads=1 \
+    --set "run.output_dir=$RUNS/demo-eval"
+  tagged blank "$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set run.threads=1 \
+    --set "run.output_dir=$RUNS/demo-eval-blank" --set eval.image_ablation=blank
+  # The greedy predictions scored again with the demo model as a local judge (nothing is decoded twice), which
+  # also gives MM-Vet a score; a real run would use judge-openai.yaml.
+  mkdir -p "$RUNS/demo-eval-judged"  # the greedy predictions, resumed there: only scoring is left to do
+  cp "$RUNS/demo-eval/predictions.jsonl" "$RUNS/demo-eval-judged/predictions.jsonl"
+  tagged judged "$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set run.threads=1 \
+    --set "run.output_dir=$RUNS/demo-eval-judged" --config configs/eval/judge-local.yaml --set eval.judge_max_tokens=16
+}
+greedy_stream &  # a subshell: errexit and pipefail hold in it, and its status comes back through wait
 greedy_pid=$!
 tagged swires "$bin" eval "${files[@]}" --config configs/decode/swires.yaml --set run.threads=1 \
   --set "run.output_dir=$RUNS/demo-eval-swires" || { wait "$greedy_pid" || true; exit 1; }
 wait "$greedy_pid"
-mkdir -p "$RUNS/demo-eval-judged"  # the greedy predictions, resumed there: only scoring is left to do
-cp "$RUNS/demo-eval/predictions.jsonl" "$RUNS/demo-eval-judged/predictions.jsonl"
-"$bin" eval "${files[@]}" --config configs/decode/greedy.yaml --set "run.output_dir=$RUNS/demo-eval-judged" \
-  --config configs/eval/judge-local.yaml --set eval.judge_max_tokens=16
 
 # Export: the demo model as a Hugging Face directory (transformers' MllamaForConditionalGeneration and
 # AutoProcessor load it), with the evaluation in its model card; inspect checks it from the headers alone.

@@ -55,8 +55,6 @@ std::string where(const std::string& source, const YAML::Node& node) {
   return str_cat(source, ":", m.line + 1);
 }
 
-std::string scalar_text(const YAML::Node& node) { return node.IsScalar() ? node.Scalar() : std::string("<non-scalar>"); }
-
 [[noreturn]] void type_error(const std::string& source, const YAML::Node& node, const std::string& key,
                              const std::string& expected) {
   std::string got = node.IsNull()       ? std::string("nothing")
@@ -436,7 +434,7 @@ void apply_override(Config& cfg, const std::string& assignment) {
     throw ConfigError(str_cat("--set '", assignment, "': key must be section.key (e.g. train.lr)"));
   std::string section = key.substr(0, dot);
   std::string rest = key.substr(dot + 1);
-  SectionOverride o{section, rest, value_text, key};
+  SectionOverride o{section, rest, value_text, key, false, false, {}};
   cfg.visit_sections(o);
   if (!o.section_found) {
     NameCollector sections;

@@ -154,6 +154,7 @@ Problems EvalConfig::validate() const {
   check_choice(p, "answer_source", answer_source, {"full", "conclusion", "both"});
   check_choice(p, "matcher_version", matcher_version, {"2024", "2025-08", "2026-06"});
   check_min(p, "limit", limit, 0);
+  check_min(p, "batch_size", batch_size, 1);
   check_choice(p, "judge", judge, {"none", "local", "openai"});
   if (judge == "openai") {
     if (judge_model.empty()) p.push_back("judge_model: required when judge is openai (e.g. gpt-4o-mini)");

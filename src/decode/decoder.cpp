@@ -69,6 +69,58 @@ Answer Decoder::answer(const Question& q, const EventFn& events, const StreamFn&
   return a;
 }
 
+bool Decoder::batches() const { return strategy_->name() == "greedy" || strategy_->name() == "sample"; }
+
+std::vector<Answer> Decoder::answer_batch(const std::vector<Question>& questions) {
+  std::vector<Answer> out;
+  if (!batches() || questions.size() <= 1) {
+    for (const auto& q : questions) out.push_back(answer(q));
+    return out;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const PolicySettings settings = policy_settings(decode_);
+  const bool sample = strategy_->name() == "sample";
+  // Rows with an image and rows without one cannot share a prefill: each kind is its own batch.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < questions.size(); ++i)
+    if (questions[i].has_image()) order.push_back(i);
+  const size_t with_images = order.size();
+  for (size_t i = 0; i < questions.size(); ++i)
+    if (!questions[i].has_image()) order.push_back(i);
+  out.resize(questions.size());
+  int64_t total_tokens = 0;
+  for (const auto& [from, to] : {std::pair<size_t, size_t>{0, with_images}, {with_images, order.size()}}) {
+    if (from == to) continue;
+    std::vector<Prompt> prompts;
+    std::vector<GenerateRequest> requests;
+    for (size_t k = from; k < to; ++k) {
+      prompts.push_back(EnginePolicy(*engine_, questions[order[k]], settings).root_prompt());
+      // The first (and only) request of each question's policy: the seed answer() would give it.
+      requests.push_back(expansion_request(settings, "", sample, sample ? 1 : 0));
+    }
+    RowSet rows = engine_->prefill(prompts);
+    const auto gens = engine_->generate(rows, requests);
+    for (size_t k = from; k < to; ++k) {
+      const auto row = static_cast<int64_t>(k - from);
+      Answer& a = out[order[k]];
+      a.text = generated_text(*engine_, rows, row);
+      a.conclusion = conclusion_or_tail(a.text);
+      a.strategy = strategy_->name();
+      a.search.text = a.text;
+      a.counters.prefill_tokens = static_cast<int64_t>(prompts[static_cast<size_t>(row)].ids.size());
+      a.counters.generated_tokens = static_cast<int64_t>(gens[static_cast<size_t>(row)].tokens.size());
+      a.counters.forward_passes = a.counters.generated_tokens;
+      a.counters.images_encoded = questions[order[k]].has_image() ? 1 : 0;
+      total_tokens += a.counters.generated_tokens;
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (auto& a : out)
+    a.counters.seconds = total_tokens > 0 ? seconds * static_cast<double>(a.counters.generated_tokens) / static_cast<double>(total_tokens)
+                                          : seconds / static_cast<double>(out.size());
+  return out;
+}
+
 std::vector<Question> read_questions(const std::string& path) {
   std::ifstream in(path);
   LLAVACOT_CHECK(in, IoError, "cannot open questions file ", path);

@@ -35,6 +35,31 @@ struct EnginePolicy::Impl {
   }
 };
 
+GenerateRequest expansion_request(const PolicySettings& settings, const std::string& stop, bool sample,
+                                  uint64_t request_number) {
+  GenerateRequest q;
+  if (sample) {
+    q.sampling = settings.sampling;
+    q.sampling.seed = splitmix64(settings.sampling.seed ^ splitmix64(request_number));
+  } else {
+    q.sampling = SamplingParams{};
+    q.sampling.repetition_penalty = settings.sampling.repetition_penalty;
+  }
+  q.max_new_tokens = settings.max_new_tokens;
+  if (!stop.empty()) q.stop_strings.push_back(stop);
+  for (const auto& s : settings.stop) q.stop_strings.push_back(s);
+  return q;
+}
+
+std::string generated_text(const Engine& engine, const RowSet& rows, int64_t row) {
+  const auto& ids = rows.ids(row);
+  const auto start = static_cast<size_t>(rows.prompt_length(row));
+  std::vector<text::TokenId> generated;
+  for (size_t k = start; k < ids.size(); ++k)  // ids past the tokenizer's (a padded lm_head) have no text
+    if (ids[k] < engine.tokenizer().vocab_size()) generated.push_back(static_cast<text::TokenId>(ids[k]));
+  return engine.tokenizer().decode(generated, /*skip_special=*/true);
+}
+
 EnginePolicy::EnginePolicy(Engine& engine, Question question, PolicySettings settings, const StreamFn& stream)
     : impl_(std::make_unique<Impl>()), engine_(engine), question_(std::move(question)), settings_(std::move(settings)),
       stream_(stream) {
@@ -78,15 +103,19 @@ Prompt EnginePolicy::make_prompt(const std::string& user_text, bool with_image, 
   return p;
 }
 
-Node EnginePolicy::root() {
-  if (!impl_->nodes.empty()) return 0;
+Prompt EnginePolicy::root_prompt() const {
   Prompt p = make_prompt(question_.text, impl_->have_image);
   if (impl_->have_image) {
     p.pixel_values = impl_->pixel_values;
     p.aspect_ratio_ids = impl_->aspect_ratio_ids;
     p.aspect_ratio_mask = impl_->aspect_ratio_mask;
   }
-  impl_->sets.push_back(std::make_unique<RowSet>(engine_.prefill({p})));
+  return p;
+}
+
+Node EnginePolicy::root() {
+  if (!impl_->nodes.empty()) return 0;
+  impl_->sets.push_back(std::make_unique<RowSet>(engine_.prefill({root_prompt()})));
   Impl::NodeInfo n;
   n.piece.finish = Finish::kStopString;  // the prompt can be continued
   impl_->nodes.push_back(n);
@@ -112,20 +141,8 @@ std::vector<Node> EnginePolicy::expand(const std::vector<Node>& parents, const s
   if (live.empty()) return out;
   auto rows = std::make_unique<RowSet>(Engine::select(picks));
   std::vector<GenerateRequest> requests;
-  for (size_t i = 0; i < live.size(); ++i) {
-    GenerateRequest q;
-    if (sample) {
-      q.sampling = settings_.sampling;
-      q.sampling.seed = splitmix64(settings_.sampling.seed ^ splitmix64(++impl_->requests));
-    } else {
-      q.sampling = SamplingParams{};
-      q.sampling.repetition_penalty = settings_.sampling.repetition_penalty;
-    }
-    q.max_new_tokens = settings_.max_new_tokens;
-    if (!stop.empty()) q.stop_strings.push_back(stop);
-    for (const auto& s : settings_.stop) q.stop_strings.push_back(s);
-    requests.push_back(std::move(q));
-  }
+  for (size_t i = 0; i < live.size(); ++i)
+    requests.push_back(expansion_request(settings_, stop, sample, sample ? ++impl_->requests : 0));
   StreamFn stream;
   if (stream_ && live.size() == 1) stream = stream_;
   auto gens = engine_.generate(*rows, requests, stream);
@@ -142,12 +159,7 @@ std::vector<Node> EnginePolicy::expand(const std::vector<Node>& parents, const s
     n.piece.path_logprob = parent.piece.path_logprob + g.logprob_sum;
     n.piece.path_tokens = parent.piece.path_tokens + n.piece.tokens;
     n.piece.finish = g.finish;
-    const auto& ids = rows->ids(n.row);
-    const auto start = static_cast<size_t>(rows->prompt_length(n.row));
-    std::vector<text::TokenId> generated;
-    for (size_t k = start; k < ids.size(); ++k)  // ids past the tokenizer's (a padded lm_head) have no text
-      if (ids[k] < engine_.tokenizer().vocab_size()) generated.push_back(static_cast<text::TokenId>(ids[k]));
-    n.text = engine_.tokenizer().decode(generated, /*skip_special=*/true);
+    n.text = generated_text(engine_, *rows, n.row);
     out[live[i]] = static_cast<Node>(impl_->nodes.size());
     impl_->nodes.push_back(std::move(n));
   }

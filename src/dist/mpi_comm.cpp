@@ -116,7 +116,7 @@ class MpiCommunicator : public Communicator {
     count(t);
     return submit("all_reduce", [this, t] {
       const auto [type, op] = type_of(t, true);
-      for_pieces(t.numel(), [&](int64_t off, int n) {
+      for_pieces(t.numel(), [&, type = type, op = op](int64_t off, int n) {  // clang 14 cannot capture bindings
         check(MPI_Allreduce(MPI_IN_PLACE, byte_ptr(t, off), n, type, op, MPI_COMM_WORLD), "MPI_Allreduce");
       });
     });
@@ -165,7 +165,7 @@ class MpiCommunicator : public Communicator {
   }
 
   void barrier() override {
-    submit("barrier", [this] { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); })->wait();
+    submit("barrier", [] { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); })->wait();
   }
 
  private:

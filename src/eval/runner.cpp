@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -422,23 +423,34 @@ EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOption
       }
       return std::string();
     }();
-    for (size_t k = 0; k < todo.size(); ++k) {
-      const Item& item = *todo[k];
-      decode::Question q;
-      q.text = templ.empty() ? default_prompt(b.info(), item) : custom_prompt(templ, item);
-      q.hint = item.hint;
-      LLAVACOT_CHECK(!item.images_b64.empty(), FormatError, b.path(), ":", item.line, ": no image");
-      q.image_b64 = item.images_b64.front();
-      q.blank_image = ec.image_ablation == "blank";
-      if (item.images_b64.size() > 1)
-        LOG_WARN("eval", b.info().name, " ", item.index, ": ", item.images_b64.size(), " images; the first is used");
-      auto a = decoder.answer(q);
-      json line{{"benchmark", b.info().name}, {"index", item.index}, {"prediction", a.text}, {"strategy", a.strategy},
-                {"compute", counters_json(a.counters)}};
-      const std::string record = line.dump() + "\n";  // one write: the line and its end together
-      out.write(record.data(), static_cast<std::streamsize>(record.size()));
-      out.flush();
-      if (++written == kill_after) std::raise(SIGKILL);
+    // Greedy and sampled answers are decoded eval.batch_size questions at a time; search strategies one by one.
+    const size_t batch = decoder.batches() ? static_cast<size_t>(ec.batch_size) : 1;
+    for (size_t first = 0; first < todo.size(); first += batch) {
+      const size_t last = std::min(todo.size(), first + batch);
+      std::vector<decode::Question> questions;
+      for (size_t k = first; k < last; ++k) {
+        const Item& item = *todo[k];
+        decode::Question q;
+        q.text = templ.empty() ? default_prompt(b.info(), item) : custom_prompt(templ, item);
+        q.hint = item.hint;
+        LLAVACOT_CHECK(!item.images_b64.empty(), FormatError, b.path(), ":", item.line, ": no image");
+        q.image_b64 = item.images_b64.front();
+        q.blank_image = ec.image_ablation == "blank";
+        if (item.images_b64.size() > 1)
+          LOG_WARN("eval", b.info().name, " ", item.index, ": ", item.images_b64.size(), " images; the first is used");
+        questions.push_back(std::move(q));
+      }
+      const auto answers = decoder.answer_batch(questions);
+      for (size_t k = first; k < last; ++k) {
+        const auto& a = answers[k - first];
+        json line{{"benchmark", b.info().name}, {"index", todo[k]->index}, {"prediction", a.text},
+                  {"strategy", a.strategy}, {"compute", counters_json(a.counters)}};
+        const std::string record = line.dump() + "\n";  // one write: the line and its end together
+        out.write(record.data(), static_cast<std::streamsize>(record.size()));
+        out.flush();
+        if (++written == kill_after) std::raise(SIGKILL);
+      }
+      const size_t k = last - 1;
       const auto now = std::chrono::steady_clock::now();
       if (k + 1 == todo.size() || now - last_log > std::chrono::seconds(10)) {
         const double elapsed = std::chrono::duration<double>(now - start).count();

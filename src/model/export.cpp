@@ -219,7 +219,9 @@ std::string model_card(const std::string& checkpoint, const std::string& name, c
        << (res.contains("judge") && res["judge"].is_object() ? res["judge"].value("name", "?") : std::string("none (exact matching)"))
        << ". Headlines on 0-100; * = scored by rules alone where VLMEvalKit asks a judge.\n\n"
        << "| benchmark | full output | `<CONCLUSION>` |\n|---|---|---|\n";
-    for (const auto& [name, b] : res["benchmarks"].items()) {
+    for (const auto& item : res["benchmarks"].items()) {
+      const std::string& name = item.key();  // named, not a structured binding: clang 14's lambdas cannot capture those
+      const nlohmann::json& b = item.value();
       if (name == "MMBench_TEST_EN_V11") continue;  // no ground truth: a submission file, not a score
       auto cell = [&](const char* source) {
         if (!b.is_object() || !b.contains(source) || !b[source].is_object() || !b[source].contains("headline") ||

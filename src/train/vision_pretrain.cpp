@@ -192,7 +192,7 @@ VisionPretrainSummary run_vision_pretraining(const Config& cfg) {
       named.emplace_back(name, p);
       if (!cfg.model.weights.empty()) continue;
       // The same rule as init_weights, with the vision std: norms 1, biases and embedding gates 0, the rest normal.
-      auto ends_with = [&](const char* tail) {
+      auto ends_with = [&name = name](const char* tail) {  // named: clang 14 cannot capture a structured binding
         const size_t n = std::char_traits<char>::length(tail);
         return name.size() >= n && name.compare(name.size() - n, n, tail) == 0;
       };

@@ -49,7 +49,7 @@ Results run_reference(const std::string& model_dir, const Cases& cases, const st
                       bool taps_inputs = false) {
   safetensors::NamedTensors tensors;
   for (const auto& [name, c] : cases) {
-    auto add = [&](const char* field, const torch::Tensor& t) {
+    auto add = [&, &name = name](const char* field, const torch::Tensor& t) {  // clang 14: no binding captures
       if (t.defined()) tensors.emplace_back(name + "." + field, t.contiguous());
     };
     add("input_ids", c.in.input_ids);

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -682,6 +683,56 @@ TEST_CASE("every strategy runs end to end on the tiny model through EnginePolicy
       if (scorer == "pairwise" && strategy == "stage_beam") CHECK(a.counters.judge_calls > 0);
     }
   }
+}
+
+TEST_CASE("answer_batch: questions decoded together give the answers and counts of answer() one at a time", "[decode]") {
+  auto t = tiny_engine();
+  std::vector<std::string> images;
+  {
+    auto demo = test::make_demo(test::fresh_dir("decode_batch_demo_" + std::to_string(::getpid())), 6);
+    for (const auto& e : std::filesystem::recursive_directory_iterator(demo + "/images"))
+      if (e.is_regular_file() && e.path().extension() == ".png" && images.size() < 3) images.push_back(e.path().string());
+    std::sort(images.begin(), images.end());
+    REQUIRE(images.size() == 3);
+  }
+  // Prompts of different lengths (left padding), three images, a blanked one and a text-only question (its own batch).
+  std::vector<Question> qs{{"How many shapes are there?", "", images[0], ""},
+                           {"What colour is the largest shape in this picture, and where is it?", "", images[1], ""},
+                           {"Is there a red square?", "", images[2], ""},
+                           {"Describe it.", "", "", ""},
+                           {"How many shapes are there?", "", images[0], ""}};
+  qs[4].blank_image = true;
+  for (const std::string strategy : {"greedy", "sample"}) {
+    INFO(strategy);
+    DecodeConfig dc;
+    dc.strategy = strategy;
+    dc.max_new_tokens = 10;
+    dc.temperature = 1.0;
+    Decoder d(t.engine, dc);
+    REQUIRE(d.batches());
+    const auto before = t.engine->counters();
+    const auto together = d.answer_batch(qs);
+    const auto batch_tokens = t.engine->counters().generated_tokens - before.generated_tokens;
+    REQUIRE(together.size() == qs.size());
+    int64_t sum = 0;
+    for (size_t i = 0; i < qs.size(); ++i) {
+      INFO("question " << i);
+      const auto alone = d.answer(qs[i]);
+      CHECK(together[i].text == alone.text);
+      CHECK(together[i].conclusion == alone.conclusion);
+      CHECK(together[i].strategy == strategy);
+      CHECK(together[i].counters.generated_tokens == alone.counters.generated_tokens);
+      CHECK(together[i].counters.prefill_tokens == alone.counters.prefill_tokens);
+      CHECK(together[i].counters.forward_passes == alone.counters.forward_passes);
+      CHECK(together[i].counters.images_encoded == alone.counters.images_encoded);
+      sum += together[i].counters.generated_tokens;
+    }
+    CHECK(sum == batch_tokens);
+  }
+  DecodeConfig search;
+  search.strategy = "swires";
+  search.max_new_tokens = 4;
+  CHECK_FALSE(Decoder(t.engine, search).batches());
 }
 
 TEST_CASE("http scorer: the protocol against a stub server (success, retries, malformed reply, timeout)", "[decode]") {

@@ -196,6 +196,7 @@ struct EvalConfig {
   std::string answer_source = "both";
   std::string matcher_version = "2024";
   int64_t limit = 0;
+  int64_t batch_size = 8;
   std::string judge = "none";
   std::string judge_model;
   std::string judge_endpoint = "https://api.openai.com/v1";
@@ -215,6 +216,9 @@ struct EvalConfig {
     v.field("answer_source", answer_source, "text the answer is extracted from: full | conclusion | both");
     v.field("matcher_version", matcher_version, "VLMEvalKit matching rules: 2024 | 2025-08 | 2026-06");
     v.field("limit", limit, "questions per benchmark (0 = all)");
+    v.field("batch_size", batch_size,
+            "questions decoded together as one batch by the greedy and sample strategies (1 = one at a time; "
+            "search strategies always answer one at a time)");
     v.field("judge", judge, "LLM judge for answers the rules cannot score: none | local | openai");
     v.field("judge_model", judge_model,
             "local: model directory (empty = the model under evaluation); openai: model name, e.g. gpt-4o-mini");

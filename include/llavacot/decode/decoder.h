@@ -32,6 +32,15 @@ class Decoder {
   Decoder(std::shared_ptr<Engine> engine, const DecodeConfig& decode);
 
   Answer answer(const Question& question, const EventFn& events = {}, const StreamFn& stream = {});
+  /// True when answer_batch decodes its questions together: the strategy is greedy or sample (one expansion a
+  /// question). Search strategies answer one question at a time.
+  bool batches() const;
+  /// The answers of answer() for each question. With batches(), the questions are prefilled and decoded as rows
+  /// of one batch (each image encoded once, each row with its own stop strings, budget and seed), which costs a
+  /// small model's per-operation overhead once per step instead of once per question; the per-answer counters
+  /// then hold the row's own tokens, one image, one forward pass per generated token, and a share of the wall
+  /// time in proportion to the row's generated tokens. Otherwise it calls answer() for each question in turn.
+  std::vector<Answer> answer_batch(const std::vector<Question>& questions);
   Engine& engine() { return *engine_; }
   std::shared_ptr<Engine> engine_ptr() const { return engine_; }
   const DecodeConfig& settings() const { return decode_; }

@@ -43,6 +43,14 @@ struct PolicySettings {
   std::vector<std::string> stop;      // extra stop strings for every expansion
 };
 
+/// The request of one expansion: greedy (keeping the repetition penalty) or sampled with a seed derived from the
+/// base seed and `request_number` (a policy's 1st, 2nd, ... sampled request), ending at `stop`, the settings'
+/// stop strings, eos or the budget.
+GenerateRequest expansion_request(const PolicySettings& settings, const std::string& stop, bool sample,
+                                  uint64_t request_number);
+/// The text row `row` generated after its prompt (special tokens skipped).
+std::string generated_text(const Engine& engine, const RowSet& rows, int64_t row);
+
 class Policy {
  public:
   virtual ~Policy() = default;
@@ -90,6 +98,9 @@ class EnginePolicy : public Policy {
 
   /// Builds the chat prompt for `user_text` (image first when `with_image`), with the assistant header.
   Prompt make_prompt(const std::string& user_text, bool with_image, const std::string& assistant_prefix = "") const;
+  /// The question's own prompt (the root node's), with the image's pixel values when it has one: what
+  /// Decoder::answer_batch prefills together for several questions.
+  Prompt root_prompt() const;
 
  private:
   struct Impl;
