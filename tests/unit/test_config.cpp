@@ -103,6 +103,10 @@ TEST_CASE("validate reports every problem at once", "[config]") {
 TEST_CASE("judge settings are checked", "[config]") {
   auto problems = [](std::vector<std::string> sets) { return config::load({}, sets).problems(); };
   CHECK(problems({"eval.judge=local"}).empty());
+  CHECK(problems({"eval.batch_size=1"}).empty());
+  auto batch = problems({"eval.batch_size=0"});
+  REQUIRE(batch.size() == 1);
+  CHECK_THAT(batch[0], Contains("eval.batch_size"));
   CHECK(problems({"eval.judge=openai", "eval.judge_model=gpt-4o-mini"}).empty());
   auto p = problems({"eval.judge=openai"});
   REQUIRE(p.size() == 1);
