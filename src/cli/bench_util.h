@@ -1,14 +1,20 @@
-// Pieces shared by the model and training benchmarks (src/cli/cmd_bench_model.cpp, cmd_bench_train.cpp).
+// Pieces shared by the benchmark subcommands (src/cli/cmd_bench*.cpp).
 #pragma once
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdint>
 
 #include "llavacot/data/batch.h"
 #include "llavacot/model/mllama.h"
 
 namespace llavacot::cli {
+
+/// Seconds from `t0` to now on the steady clock.
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 /// Peak dense matmul FLOP/s of this process at `dtype`: the best of square products of a few sizes.
 double peak_matmul_flops(torch::ScalarType dtype);

@@ -12,11 +12,13 @@
 #include <random>
 #include <thread>
 
+#include "bench_util.h"
 #include "common.h"
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
+#include "llavacot/build_config.h"
 #include "llavacot/io/safetensors.h"
 #include "llavacot/text/bpe_tokenizer.h"
 #include "llavacot/vision/image_processor.h"
@@ -27,10 +29,6 @@
 namespace llavacot::cli {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // A deterministic mixed corpus: English-like prose, code, numbers, whitespace runs, CJK, Cyrillic, Arabic,
 // emoji, split into documents of about 4 KB.

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "bench_util.h"
 #include "common.h"
 #include "llavacot/data/demo.h"
 #include "llavacot/data/pipeline.h"
@@ -25,7 +26,6 @@ namespace llavacot::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // The benchmark's tokenizer (Llama 3, 128k ids) is larger than the presets' vocabularies: ids are folded into
 // the model's range for the training step. The cost of a step depends on the shapes, not on the id values.
@@ -86,7 +86,7 @@ void bench_data(const BenchDataArgs& args) {
         samples += b->size();
         if (workers == 0 && static_cast<int64_t>(kept.size()) < 4) kept.push_back(*b);
       }
-      r["loader_samples_per_s"][std::to_string(workers)] = static_cast<double>(samples) / since(t0);
+      r["loader_samples_per_s"][std::to_string(workers)] = static_cast<double>(samples) / seconds_since(t0);
     }
     // The model alone: forward, backward and an AdamW step on batches collated beforehand.
     ModelConfig cfg;
@@ -109,7 +109,7 @@ void bench_data(const BenchDataArgs& args) {
       step(in);
       samples += in.input_ids.size(0);
     }
-    r["model_samples_per_s"] = static_cast<double>(samples) / since(t0);
+    r["model_samples_per_s"] = static_cast<double>(samples) / seconds_since(t0);
     // Both: the training loop fed by the loader with one worker thread.
     {
       dc.num_workers = 1;
@@ -122,7 +122,7 @@ void bench_data(const BenchDataArgs& args) {
         step(model_inputs(*b, mc, tok->special_ids().image));
         samples += b->size();
       }
-      r["fed_samples_per_s"] = static_cast<double>(samples) / since(t0);
+      r["fed_samples_per_s"] = static_cast<double>(samples) / seconds_since(t0);
     }
     report["presets"][preset] = r;
   }

@@ -11,6 +11,7 @@
 
 #include "bench_util.h"
 #include "common.h"
+#include "llavacot/build_config.h"
 #include "llavacot/data/demo.h"
 #include "llavacot/decode/engine.h"
 #include "llavacot/io/safetensors.h"

@@ -12,6 +12,7 @@
 
 #include "bench_util.h"
 #include "common.h"
+#include "llavacot/build_config.h"
 #include "llavacot/model/mllama.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
@@ -23,15 +24,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 template <class F>
 double best_time(int repeats, F&& fn) {
   double best = 1e300;
   for (int i = 0; i < repeats; ++i) {
     auto t0 = Clock::now();
     fn();
-    best = std::min(best, since(t0));
+    best = std::min(best, seconds_since(t0));
   }
   return best;
 }
@@ -68,7 +67,7 @@ double greedy_steps(const model::MllamaForConditionalGeneration& m, model::Gener
     step.input_ids = logits.select(1, -1).argmax(-1, true);
     logits = m->forward(step, &cache).logits;
   }
-  return since(t0);
+  return seconds_since(t0);
 }
 
 nlohmann::json measure_ours(const model::MllamaConfig& c, torch::ScalarType dtype, const Shapes& sh,

@@ -15,6 +15,7 @@
 
 #include "bench_util.h"
 #include "common.h"
+#include "llavacot/build_config.h"
 #include "llavacot/data/batch.h"
 #include "llavacot/model/lora.h"
 #include "llavacot/model/mllama.h"

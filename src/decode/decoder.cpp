@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "llavacot/decode/batcher.h"
 #include "llavacot/model/checkpoint.h"
 #include "llavacot/model/lora.h"
 #include "llavacot/util/error.h"
@@ -48,28 +49,37 @@ void Decoder::build(const DecodeConfig& decode) {
   strategy_ = make_strategy(settings, scorer_);
 }
 
-Answer Decoder::answer(const Question& q, const EventFn& events, const StreamFn& stream) {
-  const Counters before = engine_->counters();
+Answer Decoder::solve(const Question& q, const EventFn& events, const StreamFn& stream, EngineGate* gate, int64_t key) {
   const auto start = std::chrono::steady_clock::now();
-  EnginePolicy policy(*engine_, q, policy_settings(decode_), stream);
+  EnginePolicy policy(*engine_, q, policy_settings(decode_), stream, gate, key);
   Answer a;
   a.search = strategy_->run(policy, events);
   a.text = a.search.text;
   a.conclusion = conclusion_or_tail(a.text);
   a.strategy = strategy_->name();
-  const Counters& after = engine_->counters();
-  a.counters.prefill_tokens = after.prefill_tokens - before.prefill_tokens;
-  a.counters.generated_tokens = after.generated_tokens - before.generated_tokens;
-  a.counters.forced_tokens = after.forced_tokens - before.forced_tokens;
-  a.counters.forward_passes = after.forward_passes - before.forward_passes;
-  a.counters.images_encoded = after.images_encoded - before.images_encoded;
-  a.counters.judge_calls = after.judge_calls - before.judge_calls;
-  a.counters.scorer_calls = after.scorer_calls - before.scorer_calls;
+  a.counters = policy.counters();
   a.counters.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return a;
 }
 
-bool Decoder::batches() const { return strategy_->name() == "greedy" || strategy_->name() == "sample"; }
+Answer Decoder::answer(const Question& q, const EventFn& events, const StreamFn& stream) {
+  return solve(q, events, stream, nullptr, 0);
+}
+
+bool Decoder::batches() const { return !scorer_ || scorer_->concurrent(); }
+
+namespace {
+
+// Each answer's share of a batch's wall time, in proportion to the tokens it generated.
+void share_seconds(std::vector<Answer>& answers, double seconds) {
+  int64_t total = 0;
+  for (const auto& a : answers) total += a.counters.generated_tokens;
+  for (auto& a : answers)
+    a.counters.seconds = total > 0 ? seconds * static_cast<double>(a.counters.generated_tokens) / static_cast<double>(total)
+                                   : seconds / static_cast<double>(answers.size());
+}
+
+}  // namespace
 
 std::vector<Answer> Decoder::answer_batch(const std::vector<Question>& questions) {
   std::vector<Answer> out;
@@ -78,6 +88,17 @@ std::vector<Answer> Decoder::answer_batch(const std::vector<Question>& questions
     return out;
   }
   const auto start = std::chrono::steady_clock::now();
+  if (strategy_->name() != "greedy" && strategy_->name() != "sample") {
+    // Searches: each question's on a thread of its own, their expansions decoded together (decode/batcher.h).
+    out.resize(questions.size());
+    QuestionBatch batch(*engine_);
+    batch.run(static_cast<int64_t>(questions.size()), [&](int64_t i) {
+      const auto k = static_cast<size_t>(i);
+      out[k] = solve(questions[k], {}, {}, &batch, i);
+    });
+    share_seconds(out, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return out;
+  }
   const PolicySettings settings = policy_settings(decode_);
   const bool sample = strategy_->name() == "sample";
   // Rows with an image and rows without one cannot share a prefill: each kind is its own batch.
@@ -88,7 +109,6 @@ std::vector<Answer> Decoder::answer_batch(const std::vector<Question>& questions
   for (size_t i = 0; i < questions.size(); ++i)
     if (!questions[i].has_image()) order.push_back(i);
   out.resize(questions.size());
-  int64_t total_tokens = 0;
   for (const auto& [from, to] : {std::pair<size_t, size_t>{0, with_images}, {with_images, order.size()}}) {
     if (from == to) continue;
     std::vector<Prompt> prompts;
@@ -111,13 +131,9 @@ std::vector<Answer> Decoder::answer_batch(const std::vector<Question>& questions
       a.counters.generated_tokens = static_cast<int64_t>(gens[static_cast<size_t>(row)].tokens.size());
       a.counters.forward_passes = a.counters.generated_tokens;
       a.counters.images_encoded = questions[order[k]].has_image() ? 1 : 0;
-      total_tokens += a.counters.generated_tokens;
     }
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (auto& a : out)
-    a.counters.seconds = total_tokens > 0 ? seconds * static_cast<double>(a.counters.generated_tokens) / static_cast<double>(total_tokens)
-                                          : seconds / static_cast<double>(out.size());
+  share_seconds(out, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return out;
 }
 

@@ -27,6 +27,18 @@ Counters& Counters::operator+=(const Counters& o) {
   return *this;
 }
 
+Counters& Counters::operator-=(const Counters& o) {
+  prefill_tokens -= o.prefill_tokens;
+  generated_tokens -= o.generated_tokens;
+  forced_tokens -= o.forced_tokens;
+  forward_passes -= o.forward_passes;
+  images_encoded -= o.images_encoded;
+  judge_calls -= o.judge_calls;
+  scorer_calls -= o.scorer_calls;
+  seconds -= o.seconds;
+  return *this;
+}
+
 const std::vector<int64_t>& RowSet::ids(int64_t row) const {
   LLAVACOT_CHECK(row >= 0 && row < size(), UsageError, "row ", row, " out of range of ", size(), " rows");
   return ids_[static_cast<size_t>(row)];
@@ -298,6 +310,77 @@ std::vector<Generation> Engine::generate(RowSet& rows, const std::vector<Generat
     }
     if (!any) break;
     feed(rows, feed_now);
+  }
+  return out;
+}
+
+std::vector<std::vector<Generation>> Engine::generate_together(const std::vector<RowSet*>& sets,
+                                                               const std::vector<std::vector<GenerateRequest>>& requests,
+                                                               std::vector<Counters>* part_counters) {
+  LLAVACOT_CHECK(sets.size() == requests.size(), UsageError, "generate_together: ", requests.size(),
+                 " request lists for ", sets.size(), " row sets");
+  std::vector<std::vector<Generation>> out(sets.size());
+  if (part_counters) part_counters->assign(sets.size(), Counters{});
+  // Rows with images and rows without cannot share a cache: each kind is decoded as its own batch.
+  for (const bool images : {true, false}) {
+    std::vector<size_t> parts;
+    for (size_t p = 0; p < sets.size(); ++p) {
+      LLAVACOT_CHECK(sets[p] != nullptr && sets[p]->size() > 0, UsageError, "generate_together: an empty row set");
+      LLAVACOT_CHECK(static_cast<int64_t>(requests[p].size()) == sets[p]->size(), UsageError, "generate_together: ",
+                     requests[p].size(), " requests for ", sets[p]->size(), " rows");
+      if (sets[p]->has_images() == images) parts.push_back(p);
+    }
+    if (parts.empty()) continue;
+    RowSet merged;
+    std::vector<std::pair<const model::KvCache*, int64_t>> self;
+    std::vector<const model::CrossKv*> cross;
+    std::vector<torch::Tensor> logits;
+    std::vector<GenerateRequest> all;
+    for (size_t p : parts) {
+      RowSet& s = *sets[p];
+      for (int64_t r = 0; r < s.size(); ++r) self.emplace_back(&s.cache_.self, r);
+      if (images) cross.push_back(&s.cache_.cross);
+      merged.ids_.insert(merged.ids_.end(), s.ids_.begin(), s.ids_.end());
+      merged.prompt_length_.insert(merged.prompt_length_.end(), s.prompt_length_.begin(), s.prompt_length_.end());
+      merged.pending_.insert(merged.pending_.end(), s.pending_.begin(), s.pending_.end());
+      logits.push_back(s.next_logits_);
+      all.insert(all.end(), requests[p].begin(), requests[p].end());
+      if (part_counters) {
+        bool pending = false;
+        for (const auto& t : s.pending_) pending = pending || !t.empty();
+        (*part_counters)[p].forward_passes += pending ? 1 : 0;  // generate() flushes them first
+      }
+    }
+    merged.cache_.self = model::KvCache::gather(self);
+    if (images) merged.cache_.cross = model::CrossKv::concat(cross);
+    merged.next_logits_ = torch::cat(logits);
+    auto gens = generate(merged, all);
+    // Back into each set: its rows' grown self-attention cache (copied out of the batch) and its own images.
+    int64_t offset = 0;
+    for (size_t p : parts) {
+      RowSet& s = *sets[p];
+      const int64_t n = s.size();
+      std::vector<std::pair<const model::KvCache*, int64_t>> mine;
+      for (int64_t r = 0; r < n; ++r) mine.emplace_back(&merged.cache_.self, offset + r);
+      s.cache_.self = model::KvCache::gather(mine);
+      for (int64_t r = 0; r < n; ++r) {
+        const auto i = static_cast<size_t>(offset + r), j = static_cast<size_t>(r);
+        s.ids_[j] = std::move(merged.ids_[i]);
+        s.pending_[j] = std::move(merged.pending_[i]);
+      }
+      s.next_logits_ = merged.next_logits_.narrow(0, offset, n).clone();
+      auto& mine_out = out[p];
+      mine_out.assign(std::make_move_iterator(gens.begin() + offset), std::make_move_iterator(gens.begin() + offset + n));
+      if (part_counters) {
+        int64_t longest = 0;
+        for (const auto& g : mine_out) {
+          (*part_counters)[p].generated_tokens += static_cast<int64_t>(g.tokens.size());
+          longest = std::max<int64_t>(longest, static_cast<int64_t>(g.tokens.size()));
+        }
+        (*part_counters)[p].forward_passes += longest - 1;  // a pass after each step but the last
+      }
+      offset += n;
+    }
   }
   return out;
 }

@@ -60,9 +60,10 @@ std::string generated_text(const Engine& engine, const RowSet& rows, int64_t row
   return engine.tokenizer().decode(generated, /*skip_special=*/true);
 }
 
-EnginePolicy::EnginePolicy(Engine& engine, Question question, PolicySettings settings, const StreamFn& stream)
-    : impl_(std::make_unique<Impl>()), engine_(engine), question_(std::move(question)), settings_(std::move(settings)),
-      stream_(stream) {
+EnginePolicy::EnginePolicy(Engine& engine, Question question, PolicySettings settings, const StreamFn& stream,
+                           EngineGate* gate, int64_t gate_key)
+    : impl_(std::make_unique<Impl>()), engine_(engine), gate_(gate), gate_key_(gate_key), question_(std::move(question)),
+      settings_(std::move(settings)), stream_(stream) {
   impl_->chat = std::make_unique<text::ChatFormat>(engine_.tokenizer());
   if (question_.has_image()) {
     const auto& v = engine_.model()->config.vision;
@@ -84,6 +85,18 @@ EnginePolicy::EnginePolicy(Engine& engine, Question question, PolicySettings set
 }
 
 EnginePolicy::~EnginePolicy() = default;
+
+void EnginePolicy::on_engine(const std::function<void()>& work) {
+  auto counted = [&] {
+    const Counters before = engine_.counters();
+    work();
+    Counters delta = engine_.counters();
+    delta -= before;
+    counters_ += delta;
+  };
+  if (gate_) gate_->exclusive(gate_key_, counted);
+  else counted();
+}
 
 Prompt EnginePolicy::make_prompt(const std::string& user_text, bool with_image, const std::string& assistant_prefix) const {
   LLAVACOT_CHECK(!with_image || impl_->have_image, UsageError, "the question has no image");
@@ -115,7 +128,8 @@ Prompt EnginePolicy::root_prompt() const {
 
 Node EnginePolicy::root() {
   if (!impl_->nodes.empty()) return 0;
-  impl_->sets.push_back(std::make_unique<RowSet>(engine_.prefill({root_prompt()})));
+  const Prompt prompt = root_prompt();
+  on_engine([&] { impl_->sets.push_back(std::make_unique<RowSet>(engine_.prefill({prompt}))); });
   Impl::NodeInfo n;
   n.piece.finish = Finish::kStopString;  // the prompt can be continued
   impl_->nodes.push_back(n);
@@ -145,7 +159,14 @@ std::vector<Node> EnginePolicy::expand(const std::vector<Node>& parents, const s
     requests.push_back(expansion_request(settings_, stop, sample, sample ? ++impl_->requests : 0));
   StreamFn stream;
   if (stream_ && live.size() == 1) stream = stream_;
-  auto gens = engine_.generate(*rows, requests, stream);
+  std::vector<Generation> gens;
+  if (gate_) {
+    Counters counted;
+    gens = gate_->generate(gate_key_, *rows, requests, counted);
+    counters_ += counted;
+  } else {
+    on_engine([&] { gens = engine_.generate(*rows, requests, stream); });
+  }
   const size_t set = impl_->sets.size();
   for (size_t i = 0; i < live.size(); ++i) {
     const auto& parent = impl_->node(parents[live[i]]);
@@ -202,7 +223,6 @@ std::vector<std::string> EnginePolicy::ask(const std::vector<std::string>& promp
   with_image = with_image && impl_->have_image;
   std::vector<Prompt> ps;
   for (const auto& p : prompts) ps.push_back(make_prompt(p, with_image));
-  RowSet rows = engine_.prefill(ps, with_image ? impl_->sets.front().get() : nullptr, 0);
   std::vector<GenerateRequest> requests;
   for (size_t i = 0; i < prompts.size(); ++i) {
     GenerateRequest q;
@@ -211,8 +231,12 @@ std::vector<std::string> EnginePolicy::ask(const std::vector<std::string>& promp
     q.max_new_tokens = settings_.judge_max_new_tokens;
     requests.push_back(q);
   }
-  auto gens = engine_.generate(rows, requests);
-  engine_.counters().judge_calls += static_cast<int64_t>(prompts.size());
+  std::vector<Generation> gens;
+  on_engine([&] {
+    RowSet rows = engine_.prefill(ps, with_image ? impl_->sets.front().get() : nullptr, 0);
+    gens = engine_.generate(rows, requests);
+  });
+  counters_.judge_calls += static_cast<int64_t>(prompts.size());
   std::vector<std::string> out;
   for (auto& g : gens) out.push_back(std::move(g.text));
   return out;
@@ -227,10 +251,13 @@ std::vector<double> EnginePolicy::log_odds(const std::vector<std::string>& promp
                  "the verdict words '", yes, "' and '", no, "' must start with different tokens");
   std::vector<Prompt> ps;
   for (const auto& p : prompts) ps.push_back(make_prompt(p, impl_->have_image, assistant_prefix));
-  RowSet rows = engine_.prefill(ps, impl_->have_image ? impl_->sets.front().get() : nullptr, 0);
-  auto lp = engine_.next_logprobs(rows);
+  torch::Tensor lp;
+  on_engine([&] {
+    RowSet rows = engine_.prefill(ps, impl_->have_image ? impl_->sets.front().get() : nullptr, 0);
+    lp = engine_.next_logprobs(rows);
+  });
   std::vector<double> out;
-  for (int64_t r = 0; r < rows.size(); ++r)
+  for (int64_t r = 0; r < lp.size(0); ++r)
     out.push_back(lp[r][yes_ids.front()].item<double>() - lp[r][no_ids.front()].item<double>());
   return out;
 }

@@ -1,16 +1,10 @@
-// Compiled without the precompiled header: the c10d NCCL header needs USE_C10D_NCCL defined before any
-// torch header is seen (CMakeLists.txt sets it for this file only).
 #include "llavacot/dist/build_info.h"
 
 #include <torch/torch.h>
 
-#ifdef USE_C10D_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
-
-#include <chrono>
 #include <sstream>
 
+#include "comm_engines.h"
 #include "llavacot/util/torch_compat.h"
 #include "llavacot/version.h"
 
@@ -21,12 +15,9 @@ BuildInfo build_info() {
   b.version = kVersion;
   b.torch_version = TORCH_VERSION;
   b.cxx11_abi = _GLIBCXX_USE_CXX11_ABI != 0;
-#ifdef USE_C10D_NCCL
+#ifdef LLAVACOT_HAVE_NCCL
   b.nccl_compiled = true;
-  // Proves at link time that libtorch_cuda's c10d symbols resolve; constructing options touches no GPU.
-  auto opts = c10d::ProcessGroupNCCL::Options::create();
-  b.nccl_default_timeout_ms = static_cast<long>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(opts->timeout).count());
+  b.nccl_default_timeout_ms = dist::nccl_default_timeout_ms();
 #endif
   b.cuda_compiled = torch::cuda::is_available() || at::hasCUDA() || b.nccl_compiled;
   b.cuda_available = torch::cuda::is_available();

@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "llavacot/build_config.h"
 #include "llavacot/dist/comm.h"
 
 namespace llavacot::dist {
@@ -13,6 +14,9 @@ std::unique_ptr<Communicator> make_mpi_communicator(const WorldEnv& env, const C
 #endif
 #ifdef LLAVACOT_HAVE_NCCL
 std::unique_ptr<Communicator> make_nccl_communicator(const WorldEnv& env, const CommOptions& options);
+/// c10d's default NCCL timeout; building its options proves at link time that libtorch_cuda's c10d symbols
+/// resolve, and touches no GPU.
+long nccl_default_timeout_ms();
 #endif
 
 }  // namespace llavacot::dist

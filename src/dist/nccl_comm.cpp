@@ -1,7 +1,8 @@
 // The NCCL engine: CUDA tensors through LibTorch's c10d ProcessGroupNCCL. Rendezvous through a TCPStore at
 // MASTER_ADDR:MASTER_PORT: rank 0 hosts it, or, under torchrun's agent (TORCHELASTIC_USE_AGENT_STORE=True),
-// every rank is a client of the agent's. Our keys live under a "llavacot" prefix. Compiled without the
-// precompiled header: c10d's NCCL header needs USE_C10D_NCCL before any torch header (CMakeLists.txt).
+// every rank is a client of the agent's. Our keys live under a "llavacot" prefix. c10d's NCCL header needs
+// USE_C10D_NCCL before any torch header is seen: LibTorch's CMake config defines it for every file (CMakeLists.txt
+// checks), so this file shares the precompiled <torch/torch.h>.
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -124,6 +125,11 @@ class NcclCommunicator : public Communicator {
 
 std::unique_ptr<Communicator> make_nccl_communicator(const WorldEnv& env, const CommOptions& options) {
   return std::make_unique<NcclCommunicator>(env, options);
+}
+
+long nccl_default_timeout_ms() {
+  auto opts = c10d::ProcessGroupNCCL::Options::create();
+  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(opts->timeout).count());
 }
 
 }  // namespace llavacot::dist

@@ -423,7 +423,7 @@ EvalReport run_eval(const Config& cfg, decode::Decoder& decoder, const RunOption
       }
       return std::string();
     }();
-    // Greedy and sampled answers are decoded eval.batch_size questions at a time; search strategies one by one.
+    // eval.batch_size questions are decoded together (Decoder::answer_batch), but for searches scored over HTTP.
     const size_t batch = decoder.batches() ? static_cast<size_t>(ec.batch_size) : 1;
     for (size_t first = 0; first < todo.size(); first += batch) {
       const size_t last = std::min(todo.size(), first + batch);

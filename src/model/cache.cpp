@@ -198,6 +198,50 @@ CrossKv CrossKv::gather(const std::vector<std::pair<const CrossKv*, int64_t>>& p
   return out;
 }
 
+CrossKv CrossKv::concat(const std::vector<const CrossKv*>& parts) {
+  LLAVACOT_CHECK(!parts.empty(), UsageError, "concat needs at least one cache");
+  const CrossKv& first = *parts.front();
+  CrossKv out;
+  std::vector<const CrossKv*> distinct;   // image sets, each once
+  std::vector<int64_t> offsets;           // first entry of each distinct set in the result
+  std::vector<torch::Tensor> bias, row_mask;
+  int64_t entries = 0;
+  for (const CrossKv* part : parts) {
+    LLAVACOT_CHECK(part != nullptr && !part->empty(), UsageError, "concat: a cache without images");
+    LLAVACOT_CHECK(part->kv_.size() == first.kv_.size() && part->vision_tokens() == first.vision_tokens(), UsageError,
+                   "concat: caches of different cross-attention layers or vision lengths");
+    LLAVACOT_CHECK(part->last_bias.defined() == first.last_bias.defined(), UsageError,
+                   "concat: some rows lack their cross-attention visibility");
+    size_t which = 0;
+    while (which < distinct.size() && !part->shares_images_with(*distinct[which])) ++which;
+    if (which == distinct.size()) {
+      distinct.push_back(part);
+      offsets.push_back(entries);
+      entries += part->entries();
+    }
+    for (int64_t e : part->row_entry_) out.row_entry_.push_back(offsets[which] + e);
+    if (part->last_bias.defined()) {
+      bias.push_back(part->last_bias);
+      row_mask.push_back(part->last_row_mask);
+    }
+  }
+  for (const auto& [layer, kv] : first.kv_) {
+    std::vector<torch::Tensor> ks, vs;
+    for (const CrossKv* part : distinct) {
+      auto it = part->kv_.find(layer);
+      LLAVACOT_CHECK(it != part->kv_.end(), UsageError, "concat: cross-attention layer ", layer, " missing in one cache");
+      ks.push_back(it->second.first);
+      vs.push_back(it->second.second);
+    }
+    out.kv_[layer] = distinct.size() == 1 ? kv : std::make_pair(torch::cat(ks), torch::cat(vs));
+  }
+  if (!bias.empty()) {
+    out.last_bias = torch::cat(bias);
+    out.last_row_mask = torch::cat(row_mask);
+  }
+  return out;
+}
+
 int64_t CrossKv::bytes() const {
   int64_t total = 0;
   for (const auto& [layer, kv] : kv_)

@@ -11,12 +11,13 @@
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 #include "llavacot/util/log.h"
+#include "llavacot/util/strings.h"
 
 namespace llavacot::model {
 
-namespace {
+using util::starts_with;
 
-bool starts_with(const std::string& s, const std::string& head) { return s.compare(0, head.size(), head) == 0; }
+namespace {
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::ostringstream out;

@@ -14,19 +14,16 @@
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 #include "llavacot/util/log.h"
+#include "llavacot/util/strings.h"
 
 namespace llavacot::model {
 
 namespace stdfs = std::filesystem;
 using json = nlohmann::ordered_json;
+using util::ends_with;
+using util::starts_with;
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-bool starts_with(const std::string& s, const std::string& head) { return s.rfind(head, 0) == 0; }
 
 // transformers' in-memory module path (>= 4.52) of a legacy path: the names PEFT keys and targets use.
 std::string modern_path(const std::string& legacy) {

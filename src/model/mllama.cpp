@@ -8,8 +8,11 @@
 
 #include "llavacot/model/checkpoint.h"
 #include "llavacot/util/error.h"
+#include "llavacot/util/strings.h"
 
 namespace llavacot::model {
+
+using util::ends_with;
 
 MllamaForConditionalGenerationImpl::MllamaForConditionalGenerationImpl(const MllamaConfig& c,
                                                                        const torch::TensorOptions& options)
@@ -344,9 +347,6 @@ void init_weights(MllamaForConditionalGeneration& model, uint64_t seed, double c
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const double std_dev = model->config.text.initializer_range;
-  auto ends_with = [](const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-  };
   for (auto& [name, p] : model->named_weights()) {
     auto cpu = torch::empty(p.sizes(), torch::kFloat32);
     const bool norm_weight = ends_with(name, "norm.weight") || ends_with(name, "layernorm_pre.weight") ||

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "llavacot/build_config.h"
 #include "llavacot/util/error.h"
 #include "llavacot/util/fs.h"
 
@@ -248,11 +249,7 @@ std::string config_json(const MllamaConfig& c) {
 
 namespace {
 std::vector<std::filesystem::path> preset_dirs() {
-  std::vector<std::filesystem::path> dirs = {std::filesystem::path("configs") / "models"};
-#ifdef LLAVACOT_SOURCE_DIR
-  dirs.push_back(std::filesystem::path(LLAVACOT_SOURCE_DIR) / "configs" / "models");
-#endif
-  return dirs;
+  return {std::filesystem::path("configs") / "models", std::filesystem::path(LLAVACOT_SOURCE_DIR) / "configs" / "models"};
 }
 }  // namespace
 

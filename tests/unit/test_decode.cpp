@@ -729,10 +729,67 @@ TEST_CASE("answer_batch: questions decoded together give the answers and counts 
     }
     CHECK(sum == batch_tokens);
   }
-  DecodeConfig search;
-  search.strategy = "swires";
-  search.max_new_tokens = 4;
-  CHECK_FALSE(Decoder(t.engine, search).batches());
+  DecodeConfig remote;  // the http scorer keeps one question's image: its searches are answered one at a time
+  remote.strategy = "swires";
+  remote.scorer = "http";
+  remote.scorer_url = "http://127.0.0.1:9/score";
+  CHECK_FALSE(Decoder(t.engine, remote).batches());
+}
+
+TEST_CASE("answer_batch: searches run together give the answers and counts of answer() one at a time", "[decode]") {
+  auto t = tiny_engine();
+  std::vector<std::string> images;
+  {
+    auto demo = test::make_demo(test::fresh_dir("decode_search_batch_" + std::to_string(::getpid())), 6);
+    for (const auto& e : std::filesystem::recursive_directory_iterator(demo + "/images"))
+      if (e.is_regular_file() && e.path().extension() == ".png" && images.size() < 2) images.push_back(e.path().string());
+    std::sort(images.begin(), images.end());
+    REQUIRE(images.size() == 2);
+  }
+  // Two images, one of them twice, and a text-only question: rows with and without images in one step.
+  std::vector<Question> qs{{"How many shapes are there?", "", images[0], ""},
+                           {"What colour is the largest shape in this picture, and where is it?", "", images[1], ""},
+                           {"Describe it.", "", "", ""},
+                           {"Is there a red square?", "", images[0], ""}};
+  for (const auto& [strategy, scorer] : std::vector<std::pair<std::string, std::string>>{
+           {"swires", "logprob"}, {"swires", "self_verify"}, {"stage_beam", "pairwise"}, {"best_of_n", "logprob"}}) {
+    INFO(strategy << " / " << scorer);
+    DecodeConfig dc;
+    dc.strategy = strategy;
+    dc.scorer = scorer;
+    dc.max_new_tokens = 6;
+    dc.judge_max_new_tokens = 4;
+    dc.candidates = 3;
+    dc.keep = 2;
+    dc.max_retraces = 1;
+    dc.score_mean = 100;  // never cleared: every retrace is used
+    Decoder d(t.engine, dc);
+    REQUIRE(d.batches());
+    const auto before = t.engine->counters();
+    const auto together = d.answer_batch(qs);
+    const auto batch_tokens = t.engine->counters().generated_tokens - before.generated_tokens;
+    REQUIRE(together.size() == qs.size());
+    int64_t sum = 0;
+    for (size_t i = 0; i < qs.size(); ++i) {
+      INFO("question " << i);
+      const auto alone = d.answer(qs[i]);
+      CHECK(together[i].text == alone.text);
+      CHECK(together[i].strategy == strategy);
+      CHECK(together[i].search.retraces == alone.search.retraces);
+      CHECK(together[i].search.trace.size() == alone.search.trace.size());
+      const auto& c = together[i].counters;
+      const auto& a = alone.counters;
+      CHECK(c.generated_tokens == a.generated_tokens);
+      CHECK(c.prefill_tokens == a.prefill_tokens);
+      CHECK(c.forced_tokens == a.forced_tokens);
+      CHECK(c.forward_passes == a.forward_passes);
+      CHECK(c.images_encoded == a.images_encoded);
+      CHECK(c.scorer_calls == a.scorer_calls);
+      CHECK(c.judge_calls == a.judge_calls);
+      sum += c.generated_tokens;
+    }
+    CHECK(sum == batch_tokens);  // every generated token is some question's
+  }
 }
 
 TEST_CASE("http scorer: the protocol against a stub server (success, retries, malformed reply, timeout)", "[decode]") {

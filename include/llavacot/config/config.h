@@ -217,8 +217,8 @@ struct EvalConfig {
     v.field("matcher_version", matcher_version, "VLMEvalKit matching rules: 2024 | 2025-08 | 2026-06");
     v.field("limit", limit, "questions per benchmark (0 = all)");
     v.field("batch_size", batch_size,
-            "questions decoded together as one batch by the greedy and sample strategies (1 = one at a time; "
-            "search strategies always answer one at a time)");
+            "questions decoded together (1 = one at a time): greedy and sampled answers as rows of one batch, "
+            "searches with their expansions decoded together; searches scored over http answer one at a time");
     v.field("judge", judge, "LLM judge for answers the rules cannot score: none | local | openai");
     v.field("judge_model", judge_model,
             "local: model directory (empty = the model under evaluation); openai: model name, e.g. gpt-4o-mini");

@@ -32,14 +32,17 @@ class Decoder {
   Decoder(std::shared_ptr<Engine> engine, const DecodeConfig& decode);
 
   Answer answer(const Question& question, const EventFn& events = {}, const StreamFn& stream = {});
-  /// True when answer_batch decodes its questions together: the strategy is greedy or sample (one expansion a
-  /// question). Search strategies answer one question at a time.
+  /// True when answer_batch decodes its questions together: always, but for searches scored over HTTP (the http
+  /// scorer serves one question at a time).
   bool batches() const;
-  /// The answers of answer() for each question. With batches(), the questions are prefilled and decoded as rows
-  /// of one batch (each image encoded once, each row with its own stop strings, budget and seed), which costs a
-  /// small model's per-operation overhead once per step instead of once per question; the per-answer counters
-  /// then hold the row's own tokens, one image, one forward pass per generated token, and a share of the wall
-  /// time in proportion to the row's generated tokens. Otherwise it calls answer() for each question in turn.
+  /// The answers of answer() for each question. With batches(), the questions are decoded together, which costs
+  /// a small model's per-operation overhead once per step instead of once per question. Greedy and sampled
+  /// answers are prefilled and decoded as rows of one batch (each image encoded once, each row with its own stop
+  /// strings, budget and seed); the per-answer counters then hold the row's own tokens, one image and one
+  /// forward pass per generated token. Searches run each question's strategy on a thread of its own and decode
+  /// their expansions together (decode/batcher.h); each answer's counters hold what its search alone would have
+  /// counted. Either way an answer's seconds are a share of the batch's wall time in proportion to its
+  /// generated tokens. Otherwise it calls answer() for each question in turn.
   std::vector<Answer> answer_batch(const std::vector<Question>& questions);
   Engine& engine() { return *engine_; }
   std::shared_ptr<Engine> engine_ptr() const { return engine_; }
@@ -48,6 +51,8 @@ class Decoder {
 
  private:
   void build(const DecodeConfig& decode);
+  // answer(), its model work through `gate` when one is given.
+  Answer solve(const Question& q, const EventFn& events, const StreamFn& stream, EngineGate* gate, int64_t key);
   std::shared_ptr<Engine> engine_;
   DecodeConfig decode_;
   std::shared_ptr<Scorer> scorer_;

@@ -44,6 +44,7 @@ struct Counters {
   int64_t scorer_calls = 0;      // candidates scored
   double seconds = 0;            // wall time
   Counters& operator+=(const Counters& other);
+  Counters& operator-=(const Counters& other);
 };
 
 /// Rows held in one generation cache; each row is a prompt plus everything appended to it. Move-only: the
@@ -128,6 +129,14 @@ class Engine {
   /// Continues every row of `rows` (one request per row) as one batch until each stops; rows keep what they
   /// generated, so a later generate() or extend() continues them.
   std::vector<Generation> generate(RowSet& rows, const std::vector<GenerateRequest>& requests, const StreamFn& stream = {});
+
+  /// generate() on each of `sets` (one request per row), the sets decoded as one batch: the row sets of several
+  /// questions, each looking at its own image (or none). Each set ends as generate() would leave it: its rows
+  /// continued, its image cache the one it had. `part_counters`, when given, receives per set the work that
+  /// generate() on it alone would have counted (its tokens; the passes its longest row needed).
+  std::vector<std::vector<Generation>> generate_together(const std::vector<RowSet*>& sets,
+                                                         const std::vector<std::vector<GenerateRequest>>& requests,
+                                                         std::vector<Counters>* part_counters = nullptr);
 
   /// Per-token log-probabilities of each continuation after row `row` of `rows`, from one batched forward
   /// (`rows` itself is not changed).

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,11 +77,27 @@ class Policy {
   virtual void release(const std::vector<Node>& nodes) { (void)nodes; }
 };
 
+/// How an EnginePolicy reaches the engine when several questions are answered together (decode/batcher.h): its
+/// expansions' generations are decoded in one batch with the other questions', and its other engine work runs
+/// while no other question's does. `key` orders the questions in a batch.
+class EngineGate {
+ public:
+  virtual ~EngineGate() = default;
+  /// Engine::generate on `rows`; `counters` receives the work generate() on them alone would have counted.
+  virtual std::vector<Generation> generate(int64_t key, RowSet& rows, const std::vector<GenerateRequest>& requests,
+                                           Counters& counters) = 0;
+  /// Runs `work` (prefills, judge turns) with the engine to itself.
+  virtual void exclusive(int64_t key, const std::function<void()>& work) = 0;
+};
+
 /// A Policy on the generation engine: the question's image is encoded once and shared by every node and
-/// judge prompt; each expansion forks its parents' caches and decodes the children as one batch.
+/// judge prompt; each expansion forks its parents' caches and decodes the children as one batch. counters()
+/// holds this question's work alone. With a gate, every engine call goes through it (the policy may then run
+/// on a thread of its own while the gate's owner drives the engine).
 class EnginePolicy : public Policy {
  public:
-  EnginePolicy(Engine& engine, Question question, PolicySettings settings, const StreamFn& stream = {});
+  EnginePolicy(Engine& engine, Question question, PolicySettings settings, const StreamFn& stream = {},
+               EngineGate* gate = nullptr, int64_t gate_key = 0);
   ~EnginePolicy() override;
   const Question& question() const override { return question_; }
   Node root() override;
@@ -90,7 +107,7 @@ class EnginePolicy : public Policy {
   std::vector<std::string> ask(const std::vector<std::string>& prompts, bool with_image) override;
   std::vector<double> log_odds(const std::vector<std::string>& prompts, const std::string& assistant_prefix,
                                const std::string& yes, const std::string& no) override;
-  Counters& counters() override { return engine_.counters(); }
+  Counters& counters() override { return counters_; }
   /// Frees the cache of every expansion whose nodes are all released (the prompt's stays: judges read its image).
   void release(const std::vector<Node>& nodes) override;
   /// Bytes of the self-attention caches held now.
@@ -103,9 +120,15 @@ class EnginePolicy : public Policy {
   Prompt root_prompt() const;
 
  private:
+  // Runs engine work (through the gate when there is one), adding what it counted to counters_.
+  void on_engine(const std::function<void()>& work);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   Engine& engine_;
+  EngineGate* gate_ = nullptr;
+  int64_t gate_key_ = 0;
+  Counters counters_;
   Question question_;
   PolicySettings settings_;
   StreamFn stream_;

@@ -24,6 +24,9 @@ class Scorer {
   virtual std::string name() const = 0;
   /// True when candidates get numbers (the pairwise judge only compares two).
   virtual bool scalar() const { return true; }
+  /// True when several questions' searches may use the scorer at once, from threads of their own (their model
+  /// work goes through their policies).
+  virtual bool concurrent() const { return true; }
   /// Higher is better; one number per node.
   virtual std::vector<double> score(Policy& policy, const std::vector<Node>& nodes, ScoreTarget target) = 0;
   /// 0 when `a` wins, 1 when `b` does. Scalar scorers compare scores (ties go to a).
@@ -76,6 +79,7 @@ class HttpScorer : public Scorer {
  public:
   explicit HttpScorer(HttpScorerOptions options) : options_(std::move(options)) {}
   std::string name() const override { return "http"; }
+  bool concurrent() const override { return false; }  // it keeps the image of the question it scores
   std::vector<double> score(Policy& policy, const std::vector<Node>& nodes, ScoreTarget target) override;
 
  private:

@@ -76,6 +76,10 @@ class CrossKv {
   bool shares_images_with(const CrossKv& other) const;
   /// The rows `picks` of caches that share their image entries.
   static CrossKv gather(const std::vector<std::pair<const CrossKv*, int64_t>>& picks);
+  /// Every row of `parts`, in order, over the image entries of all of them (parts that share their images keep
+  /// one copy): caches of different questions decoded as one batch. Every part must hold images, of the same
+  /// cross-attention layers and vision length.
+  static CrossKv concat(const std::vector<const CrossKv*>& parts);
 
  private:
   std::map<int64_t, std::pair<torch::Tensor, torch::Tensor>> kv_;  // [E, Hkv, Lv, D] each
