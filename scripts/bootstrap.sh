@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 APT_PACKAGES=(
-  build-essential cmake pkg-config git python3 python3-pip
+  build-essential cmake ninja-build pkg-config git python3 python3-pip
   ccache clang libclang-rt-14-dev
   libopencv-dev libgif-dev libsentencepiece-dev sentencepiece libyaml-cpp-dev catch2 nlohmann-json3-dev
   libpcre2-dev libspdlog-dev libfmt-dev libcli11-dev libcurl4-openssl-dev

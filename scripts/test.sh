@@ -8,8 +8,12 @@ BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-2}
 
 scripts/bootstrap.sh
-echo "[test] configuring ${BUILD_DIR} (Release)"
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+# A new build folder uses Ninja (it starts a target's sources before the libraries it links are done); an existing
+# one keeps the generator it was configured with.
+generator=()
+if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && command -v ninja >/dev/null; then generator=(-G Ninja); fi
+echo "[test] configuring ${BUILD_DIR} (Release${generator:+, Ninja})"
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "${generator[@]}"
 echo "[test] building with ${JOBS} jobs"
 start=$(date +%s)
 cmake --build "$BUILD_DIR" -j "$JOBS"
