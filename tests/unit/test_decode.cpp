@@ -685,16 +685,21 @@ TEST_CASE("every strategy runs end to end on the tiny model through EnginePolicy
   }
 }
 
+// The first `count` images (by path) of a fresh 6-record demo in a folder named after `name`.
+std::vector<std::string> demo_images(const std::string& name, size_t count) {
+  std::vector<std::string> images;
+  const auto demo = test::make_demo(test::fresh_dir(name + "_" + std::to_string(::getpid())), 6);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(demo + "/images"))
+    if (e.is_regular_file() && e.path().extension() == ".png") images.push_back(e.path().string());
+  std::sort(images.begin(), images.end());
+  REQUIRE(images.size() >= count);
+  images.resize(count);
+  return images;
+}
+
 TEST_CASE("answer_batch: questions decoded together give the answers and counts of answer() one at a time", "[decode]") {
   auto t = tiny_engine();
-  std::vector<std::string> images;
-  {
-    auto demo = test::make_demo(test::fresh_dir("decode_batch_demo_" + std::to_string(::getpid())), 6);
-    for (const auto& e : std::filesystem::recursive_directory_iterator(demo + "/images"))
-      if (e.is_regular_file() && e.path().extension() == ".png" && images.size() < 3) images.push_back(e.path().string());
-    std::sort(images.begin(), images.end());
-    REQUIRE(images.size() == 3);
-  }
+  const auto images = demo_images("decode_batch_demo", 3);
   // Prompts of different lengths (left padding), three images, a blanked one and a text-only question (its own batch).
   std::vector<Question> qs{{"How many shapes are there?", "", images[0], ""},
                            {"What colour is the largest shape in this picture, and where is it?", "", images[1], ""},
@@ -738,14 +743,7 @@ TEST_CASE("answer_batch: questions decoded together give the answers and counts 
 
 TEST_CASE("answer_batch: searches run together give the answers and counts of answer() one at a time", "[decode]") {
   auto t = tiny_engine();
-  std::vector<std::string> images;
-  {
-    auto demo = test::make_demo(test::fresh_dir("decode_search_batch_" + std::to_string(::getpid())), 6);
-    for (const auto& e : std::filesystem::recursive_directory_iterator(demo + "/images"))
-      if (e.is_regular_file() && e.path().extension() == ".png" && images.size() < 2) images.push_back(e.path().string());
-    std::sort(images.begin(), images.end());
-    REQUIRE(images.size() == 2);
-  }
+  const auto images = demo_images("decode_search_batch", 2);
   // Two images, one of them twice, and a text-only question: rows with and without images in one step.
   std::vector<Question> qs{{"How many shapes are there?", "", images[0], ""},
                            {"What colour is the largest shape in this picture, and where is it?", "", images[1], ""},
