@@ -643,6 +643,20 @@ TEST_CASE("EnginePolicy frees an expansion's cache once every node of it is rele
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// A search of a few tokens a stage whose SWIRES threshold is never cleared, so every retrace is used.
+DecodeConfig short_search(const std::string& strategy, const std::string& scorer, int64_t candidates, int64_t keep) {
+  DecodeConfig dc;
+  dc.strategy = strategy;
+  dc.scorer = scorer;
+  dc.max_new_tokens = 6;
+  dc.judge_max_new_tokens = 4;
+  dc.candidates = candidates;
+  dc.keep = keep;
+  dc.max_retraces = 1;
+  dc.score_mean = 100;
+  return dc;
+}
+
 TEST_CASE("every strategy runs end to end on the tiny model through EnginePolicy", "[decode]") {
   auto t = tiny_engine();
   auto image = test::fresh_dir("decode_e2e_" + std::to_string(::getpid())) + "/img.png";
@@ -660,16 +674,7 @@ TEST_CASE("every strategy runs end to end on the tiny model through EnginePolicy
       if (strategy == "swires" && scorer == "pairwise") continue;
       if ((strategy == "greedy" || strategy == "sample") && scorer != "logprob") continue;
       INFO(strategy << " / " << scorer);
-      DecodeConfig dc;
-      dc.strategy = strategy;
-      dc.scorer = scorer;
-      dc.max_new_tokens = 6;
-      dc.judge_max_new_tokens = 4;
-      dc.candidates = 2;
-      dc.keep = 1;
-      dc.max_retraces = 1;
-      dc.score_mean = 100;  // never cleared: every retrace is used
-      Decoder d(t.engine, dc);
+      Decoder d(t.engine, short_search(strategy, scorer, 2, 1));
       const auto before = t.engine->counters();
       auto a = d.answer({"How many shapes are there?", "", image, ""});
       CHECK(a.counters.images_encoded == 1);
@@ -752,16 +757,7 @@ TEST_CASE("answer_batch: searches run together give the answers and counts of an
   for (const auto& [strategy, scorer] : std::vector<std::pair<std::string, std::string>>{
            {"swires", "logprob"}, {"swires", "self_verify"}, {"stage_beam", "pairwise"}, {"best_of_n", "logprob"}}) {
     INFO(strategy << " / " << scorer);
-    DecodeConfig dc;
-    dc.strategy = strategy;
-    dc.scorer = scorer;
-    dc.max_new_tokens = 6;
-    dc.judge_max_new_tokens = 4;
-    dc.candidates = 3;
-    dc.keep = 2;
-    dc.max_retraces = 1;
-    dc.score_mean = 100;  // never cleared: every retrace is used
-    Decoder d(t.engine, dc);
+    Decoder d(t.engine, short_search(strategy, scorer, 3, 2));
     REQUIRE(d.batches());
     const auto before = t.engine->counters();
     const auto together = d.answer_batch(qs);
